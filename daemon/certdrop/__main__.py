@@ -1,0 +1,5 @@
+import sys
+
+from certdrop.cli import main
+
+sys.exit(main())

@@ -1,0 +1,338 @@
+"""The daemon: one worker thread draining one queue; watchdog, APScheduler and the control
+socket only enqueue. ``run`` blocks the signals it handles and waits for them with sigwait,
+so no handler ever runs inside the worker's transactions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from certdrop import config as configuration
+from certdrop import status, watcher
+from certdrop.errors import CertdropError, StateLocked, UserError
+from certdrop.files import private_dir
+from certdrop.intake import Intake
+from certdrop.inventory import Inventory
+from certdrop.statuslog import Logger, StatusLogFile, open_log, write_snapshot
+
+SNAPSHOT_MAX_DELAY = 2.0  # seconds a burst may defer the status.json rewrite
+
+# Functions that attach features (deploy, expiry, metrics) to a starting daemon.
+EXTENSIONS: list[Callable[[Daemon], None]] = []
+
+
+@contextlib.contextmanager
+def state_lock(state: Path) -> Iterator[None]:
+    """Hold the exclusive lock on the state folder, or raise StateLocked at once."""
+    fd = os.open(state / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateLocked(f"{state} is in use by another certdrop process") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def prepare_folders(config: configuration.Config) -> None:
+    """Create the state (0700) and inbox folders if they are missing."""
+    private_dir(config.state)
+    config.inbox.mkdir(parents=True, exist_ok=True)
+    if not config.outbox.is_dir():
+        config.outbox.mkdir(parents=True)
+        config.outbox.chmod(0o755)  # CSRs are public; whoever sends them to the CA reads here
+
+
+@dataclass
+class Context:
+    """What a command needs; owned by whichever thread holds the state lock."""
+
+    config: configuration.Config
+    inventory: Inventory
+    log: Logger
+    intake: Intake
+    hooks: dict[str, list[Callable[..., Any]]] = field(default_factory=dict)
+
+    def on(self, event: str, hook: Callable[..., Any]) -> None:
+        self.hooks.setdefault(event, []).append(hook)
+
+
+Command = Callable[[Context, dict[str, Any]], str]
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    """Register a state-changing command that works in-process or through the daemon."""
+
+    def register(fn: Command) -> Command:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def open_context(
+    config: configuration.Config, *, echo: bool | None = False
+) -> tuple[Context, StatusLogFile]:
+    log, sink = open_log(config.status_log, echo=echo)
+    inventory = Inventory(config.state / "inventory.sqlite3")
+    ctx = Context(config, inventory, log, Intake(config, inventory, log))
+    return ctx, sink
+
+
+def run_command(config: configuration.Config, name: str, args: dict[str, Any]) -> str:
+    """Run a registered command: in this process if the state is free, else in the daemon."""
+    prepare_folders(config)
+    try:
+        with state_lock(config.state):
+            ctx, sink = open_context(config)
+            try:
+                output = COMMANDS[name](ctx, args)
+                write_snapshot(config.status_json, status.snapshot(config, ctx.inventory))
+                return output
+            finally:
+                ctx.inventory.close()
+                sink.close()
+    except StateLocked:
+        return _ask_daemon(config.state / "control.sock", name, args)
+
+
+def _ask_daemon(path: Path, name: str, args: dict[str, Any]) -> str:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(600)
+            sock.connect(os.fspath(path))
+            sock.sendall(json.dumps({"command": name, "args": args}).encode() + b"\n")
+            reply = json.loads(sock.makefile("rb").readline() or b"{}")
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            f"the state folder is locked but the daemon does not answer on {path} ({exc}); "
+            "is another certdrop command running?"
+        ) from None
+    if not reply.get("ok"):
+        raise UserError(str(reply.get("error", "the daemon refused the command")))
+    return str(reply.get("output", ""))
+
+
+@dataclass
+class _Job:
+    name: str
+    run: Callable[[], Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: str | None = None
+
+
+class Daemon:
+    """``certdrop run``: watch, process, reconcile and check until told to stop."""
+
+    def __init__(self, config: configuration.Config, *, config_path: Path | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.queue: queue.Queue[_Job | None] = queue.Queue()
+        self._pending: set[str] = set()
+        self._pending_lock = threading.Lock()
+        self._dirty = False
+        self._dirty_since = 0.0
+        self.ctx: Context | None = None
+        self.extensions: list[Callable[[Daemon], None]] = []
+
+    # -- producers (any thread) -----------------------------------------------------
+    def submit_drop(self, name: str) -> None:
+        with self._pending_lock:
+            if name in self._pending:
+                return
+            self._pending.add(name)
+        self.queue.put(_Job("drop", lambda: self._drop(name)))
+
+    def submit(self, name: str, fn: Callable[[], Any]) -> _Job:
+        job = _Job(name, fn)
+        self.queue.put(job)
+        return job
+
+    # -- the worker -----------------------------------------------------------------
+    def _drop(self, name: str) -> None:
+        with self._pending_lock:
+            self._pending.discard(name)
+        assert self.ctx is not None
+        outcome = self.ctx.intake.process(name)
+        if outcome is not None:
+            self.changed()
+            for hook in self.ctx.hooks.get("after_drop", []):
+                hook(outcome)
+
+    def changed(self) -> None:
+        if not self._dirty:
+            self._dirty, self._dirty_since = True, time.monotonic()
+
+    def _work(self) -> None:
+        assert self.ctx is not None
+        while True:
+            job = self.queue.get()
+            if job is None:
+                break
+            try:
+                job.result = job.run()
+            except CertdropError as exc:
+                job.error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - the daemon must outlive any one job
+                job.error = f"internal error in {job.name}: {type(exc).__name__}"
+                self.ctx.log.error(
+                    "daemon.job_failed",
+                    job=job.name,
+                    error=type(exc).__name__,
+                    detail=str(exc)[:200],
+                )
+            finally:
+                job.done.set()
+            if self._dirty and (
+                self.queue.empty() or time.monotonic() - self._dirty_since > SNAPSHOT_MAX_DELAY
+            ):
+                self._write_snapshot()
+        if self._dirty:
+            self._write_snapshot()
+
+    def _write_snapshot(self) -> None:
+        assert self.ctx is not None
+        self._dirty = False
+        write_snapshot(self.config.status_json, status.snapshot(self.config, self.ctx.inventory))
+
+    # -- control socket -------------------------------------------------------------
+    def _serve_control(self, server: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                request = json.loads(conn.makefile("rb").readline())
+                fn = COMMANDS[request["command"]]
+                args = dict(request.get("args") or {})
+            except (ValueError, KeyError, TypeError):
+                conn.sendall(b'{"ok": false, "error": "malformed control request"}\n')
+                return
+            ctx = self.ctx
+            assert ctx is not None
+            job = self.submit(f"command {request['command']}", lambda: fn(ctx, args))
+            job.done.wait()
+            if job.error is None:
+                self.changed()
+            reply = {"ok": job.error is None, "output": job.result, "error": job.error}
+            with contextlib.suppress(OSError):
+                conn.sendall(json.dumps(reply, default=str).encode() + b"\n")
+
+    # -- reload ---------------------------------------------------------------------
+    def _reload(self) -> None:
+        assert self.ctx is not None
+        try:
+            path = self.config_path
+            new = configuration.load(path, Path.cwd())
+            if (new.inbox, new.state) != (self.config.inbox, self.config.state):
+                raise UserError("inbox and state cannot change on reload; restart certdrop")
+        except UserError as exc:
+            self.ctx.log.error(
+                "daemon.reload_refused",
+                reason=str(exc),
+                detail="the previous configuration stays in force",
+            )
+            return
+        self.config = new
+        self.ctx.config = new
+        self.ctx.intake.reconfigure(new)
+        self.changed()
+        self.ctx.log.info("daemon.reloaded", config=new.source, services=sorted(new.services))
+        for hook in self.ctx.hooks.get("after_reload", []):
+            hook()
+
+    # -- main -----------------------------------------------------------------------
+    def run(self) -> int:
+        config = self.config
+        prepare_folders(config)
+        handled = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+        # Block before any thread starts so every thread inherits the mask.
+        signal.pthread_sigmask(signal.SIG_BLOCK, handled)
+        with state_lock(config.state):
+            ctx, sink = open_context(config, echo=None)
+            self.ctx = ctx
+            for extension in self.extensions:
+                extension(self)
+            ctx.log.info(
+                "daemon.started",
+                inbox=str(config.inbox),
+                state=str(config.state),
+                config=config.source,
+                pid=os.getpid(),
+            )
+            control_path = config.state / "control.sock"
+            control_path.unlink(missing_ok=True)
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.bind(os.fspath(control_path))
+            os.chmod(control_path, 0o600)
+            server.listen(8)
+            threading.Thread(target=self._serve_control, args=(server,), daemon=True).start()
+
+            worker = threading.Thread(target=self._work, name="certdrop-worker")
+            worker.start()
+            self.submit("recover", self._recover)
+            observer = watcher.start(config.inbox, self.submit_drop)
+            for name in ctx.intake.pending():
+                self.submit_drop(name)
+            for hook in ctx.hooks.get("on_start", []):
+                hook()
+            notify("READY=1")
+            try:
+                while True:
+                    sig = signal.sigwait(handled)
+                    if sig == signal.SIGHUP:
+                        self.submit("reload", self._reload)
+                        continue
+                    break
+            finally:
+                notify("STOPPING=1")
+                observer.stop()
+                for hook in ctx.hooks.get("on_stop", []):
+                    hook()
+                self.queue.put(None)
+                worker.join()
+                observer.join(timeout=5)
+                server.close()
+                control_path.unlink(missing_ok=True)
+                ctx.log.info("daemon.stopped", signal=signal.Signals(sig).name)
+                ctx.inventory.close()
+                sink.close()
+        return 0
+
+    def _recover(self) -> None:
+        assert self.ctx is not None
+        if self.ctx.intake.recover():
+            self.changed()
+        for hook in self.ctx.hooks.get("after_recover", []):
+            hook()
+
+
+def notify(message: str) -> None:
+    """Tell systemd (Type=notify) about our state; a no-op when not run by systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode(), address)

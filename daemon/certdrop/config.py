@@ -1,0 +1,295 @@
+"""Configuration: TOML in, frozen values out, every problem reported at once."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from certdrop.errors import ConfigError
+
+ROLES = ("https", "smtp-server", "smtp-client")
+KEY_FORMATS = ("pkcs1", "pkcs8")
+PLACEHOLDERS = ("{csr}", "{name}", "{inbox}", "{outbox}")
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Where one service reads its certificate and key, and how it is reloaded and probed."""
+
+    name: str
+    role: str
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    chain_file: Path | None = None
+    combined_file: Path | None = None
+    key_format: str = "pkcs1"
+    hostname: str = ""
+    owner: str = ""
+    group: str = ""
+    mode: int = 0o644
+    key_mode: int = 0o600
+    reload: tuple[str, ...] = ()
+    reload_timeout_seconds: float = 30.0
+    probe: str = ""
+    probe_timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; ``source`` names the file it came from, or "defaults"."""
+
+    inbox: Path
+    state: Path
+    outbox: Path
+    source: str = "defaults"
+    max_file_bytes: int = 1_048_576
+    passphrase_files: tuple[Path, ...] = ()
+    ca_bundle: Path | None = None
+    check_interval_seconds: float = 3600.0
+    warn_days: tuple[int, ...] = (30, 14, 7, 1)
+    renew_before_days: int = 0
+    renewal_command: tuple[str, ...] = ()
+    renewal_timeout_seconds: float = 300.0
+    metrics_listen: str = ""
+    services: Mapping[str, ServiceConfig] = field(default_factory=dict)
+
+    @property
+    def status_log(self) -> Path:
+        return self.state / "status.log"
+
+    @property
+    def status_json(self) -> Path:
+        return self.state / "status.json"
+
+
+def locate(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Path | None:
+    """The config file to use: --config, then $CERTDROP_CONFIG, then ./certdrop.toml."""
+    if explicit:
+        return Path(explicit)
+    if environ.get("CERTDROP_CONFIG"):
+        return Path(environ["CERTDROP_CONFIG"])
+    default = cwd / "certdrop.toml"
+    return default if default.is_file() else None
+
+
+def load(path: Path | None, cwd: Path) -> Config:
+    """Read and validate the config at ``path`` (None = the embedded defaults)."""
+    if path is None:
+        return from_mapping({}, base=cwd, source="defaults")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found; create it or pass --config"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"cannot be read ({exc.__class__.__name__})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"is not valid TOML: {exc}"]) from None
+    return from_mapping(data, base=path.resolve().parent, source=str(path))
+
+
+class _Reader:
+    """Pulls typed values out of a TOML table and collects every problem found."""
+
+    def __init__(self, problems: list[str], where: str, table: Mapping[str, Any]) -> None:
+        self.problems, self.where, self.table = problems, where, table
+
+    def _get(self, key: str, kinds: tuple[type, ...], kind_name: str, default: Any) -> Any:
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            self.problems.append(f"{self.where}{key} must be {kind_name}, not {value!r}")
+            return default
+        return value
+
+    def string(self, key: str, default: str = "") -> str:
+        return str(self._get(key, (str,), "a string", default))
+
+    def number(self, key: str, default: float, minimum: float = 0) -> float:
+        value = float(self._get(key, (int, float), "a number", default))
+        if value < minimum:
+            self.problems.append(f"{self.where}{key} must be at least {minimum}, not {value}")
+            return default
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self._get(key, (list,), "a list of strings", [])
+        if not all(isinstance(v, str) for v in value):
+            self.problems.append(f"{self.where}{key} must be a list of strings")
+            return ()
+        return tuple(value)
+
+    def table_of(self, key: str) -> Mapping[str, Any]:
+        return dict(self._get(key, (dict,), "a table", {}))
+
+    def unknown(self, known: set[str]) -> None:
+        for key in sorted(set(self.table) - known):
+            self.problems.append(f"{self.where}{key} is not a known setting (a typo?)")
+
+
+def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
+    """Validate a parsed TOML document; relative paths are taken from ``base``."""
+    problems: list[str] = []
+    top = _Reader(problems, "", data)
+    top.unknown(
+        {"inbox", "state", "outbox", "intake", "trust", "expiry", "renewal", "metrics", "services"}
+    )
+
+    def path(value: str) -> Path:
+        return (base / value).resolve() if value else base
+
+    inbox = path(top.string("inbox", "inbox"))
+    state = path(top.string("state", "state"))
+    outbox_value = top.string("outbox", "")
+    outbox = path(outbox_value) if outbox_value else state / "outbox"
+
+    intake = _Reader(problems, "intake.", top.table_of("intake"))
+    intake.unknown({"max_file_bytes", "passphrase_files"})
+    max_bytes = int(intake.number("max_file_bytes", 1_048_576, minimum=1))
+    passphrase_files = tuple(path(p) for p in intake.strings("passphrase_files"))
+
+    trust = _Reader(problems, "trust.", top.table_of("trust"))
+    trust.unknown({"ca_bundle"})
+    ca_value = trust.string("ca_bundle")
+    ca_bundle = path(ca_value) if ca_value else None
+
+    expiry = _Reader(problems, "expiry.", top.table_of("expiry"))
+    expiry.unknown({"check_interval_seconds", "warn_days", "renew_before_days"})
+    interval = expiry.number("check_interval_seconds", 3600, minimum=1)
+    warn_raw = expiry._get("warn_days", (list,), "a list of whole numbers", [30, 14, 7, 1])
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in warn_raw):
+        problems.append("expiry.warn_days must be a list of whole numbers of days, e.g. [30, 7]")
+        warn_raw = [30, 14, 7, 1]
+    renew_before = int(expiry.number("renew_before_days", 0))
+
+    renewal = _Reader(problems, "renewal.", top.table_of("renewal"))
+    renewal.unknown({"command", "timeout_seconds"})
+    command = renewal.strings("command")
+    renew_timeout = renewal.number("timeout_seconds", 300, minimum=1)
+
+    metrics = _Reader(problems, "metrics.", top.table_of("metrics"))
+    metrics.unknown({"listen"})
+    listen = metrics.string("listen")
+    if listen and not _is_loopback_listen(listen):
+        problems.append(
+            f"metrics.listen {listen!r} must be host:port; only loopback hosts are allowed "
+            "unless you front it with a proxy (use 127.0.0.1:9810)"
+        )
+
+    services: dict[str, ServiceConfig] = {}
+    for name, table in top.table_of("services").items():
+        if not isinstance(table, dict):
+            problems.append(f"services.{name} must be a table")
+            continue
+        service = _service(name, table, problems, path)
+        if service is not None:
+            services[name] = service
+
+    if problems:
+        raise ConfigError(source, problems)
+    return Config(
+        inbox=inbox,
+        state=state,
+        outbox=outbox,
+        source=source,
+        max_file_bytes=max_bytes,
+        passphrase_files=passphrase_files,
+        ca_bundle=ca_bundle,
+        check_interval_seconds=interval,
+        warn_days=tuple(sorted(set(warn_raw), reverse=True)),
+        renew_before_days=renew_before,
+        renewal_command=command,
+        renewal_timeout_seconds=renew_timeout,
+        metrics_listen=listen,
+        services=services,
+    )
+
+
+def _is_loopback_listen(listen: str) -> bool:
+    host, _, port = listen.rpartition(":")
+    return host in ("127.0.0.1", "[::1]", "localhost") and port.isdigit()
+
+
+def _service(
+    name: str, table: Mapping[str, Any], problems: list[str], path: Any
+) -> ServiceConfig | None:
+    where = f"services.{name}."
+    r = _Reader(problems, where, table)
+    r.unknown(
+        {
+            "role",
+            "hostname",
+            "cert_file",
+            "key_file",
+            "chain_file",
+            "combined_file",
+            "key_format",
+            "owner",
+            "group",
+            "mode",
+            "key_mode",
+            "reload",
+            "reload_timeout_seconds",
+            "probe",
+            "probe_timeout_seconds",
+        }
+    )
+    before = len(problems)
+    role = r.string("role")
+    if role not in ROLES:
+        problems.append(f"{where}role must be one of {', '.join(ROLES)}, not {role!r}")
+    key_format = r.string("key_format", "pkcs1")
+    if key_format not in KEY_FORMATS:
+        problems.append(f"{where}key_format must be pkcs1 or pkcs8, not {key_format!r}")
+    files = {k: r.string(k) for k in ("cert_file", "key_file", "chain_file", "combined_file")}
+    if not files["combined_file"] and not (files["cert_file"] and files["key_file"]):
+        problems.append(f"{where}cert_file and key_file (or combined_file) must be set")
+    if files["combined_file"] and (files["cert_file"] or files["key_file"]):
+        problems.append(f"{where}use either combined_file or cert_file + key_file, not both")
+    modes = {}
+    for key, default in (("mode", 0o644), ("key_mode", 0o600)):
+        raw = r.string(key, oct(default)[2:])
+        try:
+            modes[key] = int(raw, 8)
+        except ValueError:
+            problems.append(f'{where}{key} must be an octal string like "0600", not {raw!r}')
+            modes[key] = default
+    reload = r.strings("reload")
+    probe = r.string("probe")
+    if probe and not probe.startswith(("https://", "smtp://")):
+        problems.append(f"{where}probe must start with https:// or smtp://, not {probe!r}")
+    if len(problems) > before:
+        return None
+    return ServiceConfig(
+        name=name,
+        role=role,
+        key_format=key_format,
+        hostname=r.string("hostname"),
+        cert_file=path(files["cert_file"]) if files["cert_file"] else None,
+        key_file=path(files["key_file"]) if files["key_file"] else None,
+        chain_file=path(files["chain_file"]) if files["chain_file"] else None,
+        combined_file=path(files["combined_file"]) if files["combined_file"] else None,
+        owner=r.string("owner"),
+        group=r.string("group"),
+        mode=modes["mode"],
+        key_mode=modes["key_mode"],
+        reload=reload,
+        reload_timeout_seconds=r.number("reload_timeout_seconds", 30, minimum=0.1),
+        probe=probe,
+        probe_timeout_seconds=r.number("probe_timeout_seconds", 10, minimum=0.1),
+    )
+
+
+def read_passphrases(config: Config) -> list[bytes]:
+    """Candidate passphrases, one a line, from every intake.passphrase_files entry."""
+    found: list[bytes] = []
+    for file in config.passphrase_files:
+        try:
+            lines = file.read_bytes().splitlines()
+        except OSError:
+            continue  # reported by `certdrop check`; a missing file must not stop intake
+        found.extend(line for line in lines if line)
+    return found

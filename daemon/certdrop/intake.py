@@ -1,0 +1,529 @@
+"""Intake of drops: claim -> read -> parse -> pair -> validate -> record | hold | reject.
+
+The shell around the pure ``pki`` core. A drop is renamed out of the inbox into
+``inbox/.claimed/<id>/`` before it is read, and that copy is only removed after its
+result is committed, so a crash at any point is finished by :meth:`Intake.recover`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import stat
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.utils import CryptographyDeprecationWarning
+
+from certdrop import config as configuration
+from certdrop.errors import Rejection
+from certdrop.files import atomic_write, fsync_dir
+from certdrop.inventory import Entry, Inventory
+from certdrop.pki import assemble, keys
+from certdrop.pki import chain as chains
+from certdrop.pki.parse import parse
+from certdrop.statuslog import Logger, iso, utc_now
+
+CLAIMED = ".claimed"
+REJECTED = "rejected"
+IN_PROGRESS_SUFFIXES = (".part", ".filepart", ".tmp", "~")
+REQUEST_SUFFIX = ".request.toml"
+
+
+def is_drop_name(name: str) -> bool:
+    """True for a name the watcher should process; dot-files and partial uploads wait."""
+    return (
+        bool(name)
+        and not name.startswith(".")
+        and not name.endswith(IN_PROGRESS_SUFFIXES)
+        and name != REJECTED
+    )
+
+
+def entry_name(file: str) -> str:
+    """Inventory name from a drop's file name: ``imsva91_cert.pem`` -> ``imsva91_cert``."""
+    stem = file.rsplit(".", 1)[0] if "." in file.lstrip(".") else file
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in stem)
+    return safe.strip("._")[:64] or "certificate"
+
+
+def load_anchors(ca_bundle: Path | None) -> chains.Anchors:
+    """Trusted roots: ``trust.ca_bundle`` if set, else the system store."""
+    path = ca_bundle or Path(ssl.get_default_verify_paths().openssl_cafile)
+    try:
+        with warnings.catch_warnings():
+            # System stores carry a few old roots with negative serials; they still anchor.
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            roots = x509.load_pem_x509_certificates(path.read_bytes())
+    except (OSError, ValueError):
+        return chains.NO_ANCHORS
+    return chains.Anchors.from_certs(roots)
+
+
+@dataclass
+class Outcome:
+    """What became of one drop."""
+
+    file: str
+    result: str  # accepted | held | rejected
+    recorded: list[str] = field(default_factory=list)
+    code: str = ""
+    reason: str = ""
+
+
+@dataclass
+class _Work:
+    """Changes planned for one drop, and the events to log once they are committed."""
+
+    recorded: list[str] = field(default_factory=list)
+    held: list[dict[str, str]] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    intermediates: int = 0
+    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def event(self, level: str, event: str, /, **fields: Any) -> None:
+        self.events.append((level, event, fields))
+
+
+class Intake:
+    """Processes drops one at a time; owned by the worker thread."""
+
+    def __init__(
+        self,
+        config: configuration.Config,
+        inventory: Inventory,
+        log: Logger,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        on_request: Callable[[str, bytes, str], Outcome] | None = None,
+    ) -> None:
+        self.inventory = inventory
+        self.log = log
+        self.clock = clock
+        self.on_request = on_request
+        self.reconfigure(config)
+        self._pool: list[x509.Certificate] | None = None
+
+    def reconfigure(self, config: configuration.Config) -> None:
+        self.config = config
+        self.inbox = config.inbox
+        self.anchors = load_anchors(config.ca_bundle)
+        self.passphrases = configuration.read_passphrases(config)
+        (self.inbox / CLAIMED).mkdir(mode=0o700, exist_ok=True)
+
+    # -- the inbox ------------------------------------------------------------------
+    def pending(self) -> list[str]:
+        """Drops waiting in the inbox now (for the start-up scan), oldest first."""
+        found = []
+        with os.scandir(self.inbox) as it:
+            for item in it:
+                if is_drop_name(item.name):
+                    try:
+                        found.append((item.stat(follow_symlinks=False).st_mtime, item.name))
+                    except FileNotFoundError:
+                        continue
+        return [name for _, name in sorted(found)]
+
+    def recover(self) -> list[Outcome]:
+        """Finish every drop that was claimed but whose claim was not cleaned up."""
+        outcomes = []
+        claimed = self.inbox / CLAIMED
+        for claim in sorted(os.listdir(claimed)):
+            folder = claimed / claim
+            files = os.listdir(folder) if folder.is_dir() else []
+            if not files:
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            done = self.inventory.drop_result(claim)
+            if done is not None:
+                outcome = Outcome(
+                    done["file"], done["result"], [], done["code"] or "", done["reason"] or ""
+                )
+                self._finish(claim, folder / files[0], outcome)
+                outcomes.append(outcome)
+            else:
+                outcomes.append(self._process_claimed(claim, folder / files[0]))
+        return outcomes
+
+    def process(self, name: str) -> Outcome | None:
+        """Claim and process ``inbox/name``; None when it is gone (already handled)."""
+        claim = f"{time.time_ns():020d}"
+        folder = self.inbox / CLAIMED / claim
+        folder.mkdir(mode=0o700)
+        try:
+            os.rename(self.inbox / name, folder / name)
+        except FileNotFoundError:
+            folder.rmdir()
+            return None
+        return self._process_claimed(claim, folder / name)
+
+    # -- one drop -------------------------------------------------------------------
+    def _process_claimed(self, claim: str, path: Path) -> Outcome:
+        file = path.name
+        work = _Work()
+        try:
+            data = self._read(path)
+            if file.endswith(REQUEST_SUFFIX) and self.on_request is not None:
+                outcome = self.on_request(file, data, claim)
+                self._finish(claim, path, outcome)
+                return outcome
+            pieces = assemble.sort_pieces(parse(data, self.passphrases))
+            with self.inventory.transaction():
+                self._take(pieces, file, work)
+                result = (
+                    "accepted"
+                    if (work.recorded or work.duplicates or work.intermediates or not work.held)
+                    else "held"
+                )
+                self.inventory.record_drop(claim, file, result, iso(self.clock()))
+        except Rejection as rejection:
+            outcome = Outcome(file, "rejected", code=rejection.code, reason=rejection.reason)
+            with self.inventory.transaction():
+                self.inventory.record_drop(
+                    claim, file, "rejected", iso(self.clock()), rejection.code, rejection.reason
+                )
+            self._finish(claim, path, outcome)
+            return outcome
+        if work.intermediates:
+            self._pool = None  # the pool grew: reload it from the committed state
+        for level, event, fields in work.events:
+            getattr(self.log, level)(event, **fields)
+        outcome = Outcome(file, result, work.recorded)
+        self._finish(claim, path, outcome, work)
+        return outcome
+
+    def _read(self, path: Path) -> bytes:
+        """The drop's bytes; nothing but a regular, single-linked, small enough file is opened."""
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise Rejection(
+                "not_regular_file",
+                f"this is a {_kind(st.st_mode)}, not a regular file; it was not opened or "
+                "followed. Upload the certificate file itself",
+            )
+        if st.st_nlink > 1:
+            raise Rejection(
+                "not_regular_file",
+                "this file has other hard links, so it may belong to somewhere outside the "
+                "inbox; it was not read. Copy the file into the inbox instead of linking it",
+            )
+        limit = self.config.max_file_bytes
+        if st.st_size > limit:
+            raise Rejection(
+                "too_large",
+                f"the file has {st.st_size} bytes, more than intake.max_file_bytes ({limit}); "
+                "certificates, keys and chains are far smaller. Check what was uploaded",
+            )
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+        try:
+            now_st = os.fstat(fd)
+            if not stat.S_ISREG(now_st.st_mode) or now_st.st_ino != st.st_ino:
+                raise Rejection(
+                    "not_regular_file", "the file changed while it was claimed; upload it again"
+                )
+            chunks, size = [], 0
+            while size <= limit:
+                chunk = os.read(fd, min(65536, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        finally:
+            os.close(fd)
+        if size > limit:
+            raise Rejection("too_large", f"the file grew past intake.max_file_bytes ({limit})")
+        return b"".join(chunks)
+
+    def _take(self, pieces: assemble.Pieces, file: str, work: _Work) -> None:
+        """Validate everything first, then write; raising rolls the whole drop back."""
+        now = self.clock()
+        assemble.check_single_pair(pieces)
+        for each in pieces.keys:
+            assemble.check_key(each)
+        candidates = [*pieces.authorities, *self.pool()]
+        plans = []
+        used_keys: set[str] = set()
+        for leaf in pieces.leaves:
+            chain = assemble.check_certificate(leaf, candidates, self.anchors, now)
+            kid = keys.cert_key_id(leaf) or ""
+            key = pieces.key_for(kid)
+            if key is not None:
+                assemble.check_possession(leaf, key)
+                used_keys.add(kid)
+            plans.append((leaf, chain, key, kid))
+        csr_plans = []
+        for csr in pieces.csrs:
+            kid = keys.key_id(csr.public_key())
+            csr_key = pieces.key_for(kid)
+            if csr_key is None:
+                raise Rejection(
+                    "csr_without_key",
+                    "a CSR alone cannot be used; send it to your CA and drop the issued "
+                    "certificate, or drop the CSR together with its private key",
+                )
+            used_keys.add(kid)
+            csr_plans.append((csr, csr_key, kid))
+
+        for authority in pieces.authorities:
+            self._add_to_pool(authority, work)
+        for leaf, chain, key, kid in plans:
+            self._take_certificate(leaf, chain, key, kid, file, work)
+        for loose in pieces.keys:
+            kid = keys.key_id(loose.public_key())
+            if kid not in used_keys:
+                self._take_key(loose, kid, file, work, now)
+        for csr, csr_key, kid in csr_plans:
+            self._take_csr(csr, csr_key, kid, file, work)
+
+    def _take_certificate(
+        self,
+        leaf: x509.Certificate,
+        chain: chains.Chain,
+        key: keys.PrivateKey | None,
+        kid: str,
+        file: str,
+        work: _Work,
+    ) -> None:
+        inv = self.inventory
+        existing = inv.entry_by_sha256(chains.fingerprint(leaf))
+        if existing is not None:
+            work.duplicates.append(existing.name)
+            return
+        request = inv.request_for_key(kid) if key is None else None
+        key_pem: bytes | None = None
+        paired_with = file
+        if key is not None:
+            key_pem = keys.to_pem(key)
+        elif request is not None:
+            key_pem = inv.key_pem(request.name)
+            paired_with = f"request {request.name}"
+        else:
+            held = inv.take_held("key", kid)
+            if held is not None:
+                key_pem, paired_with = bytes(held["pem"]), held["from_file"]
+            else:
+                key_pem = inv.key_pem_for(kid)
+                paired_with = "a key already in the inventory"
+        if key_pem is None:
+            pem = chains.to_pem([leaf, *chain.intermediates])
+            if inv.hold("certificate", kid, pem, file, iso(self.clock())):
+                work.held.append(
+                    {"kind": "certificate", "subject": chains.describe_name(leaf.subject)}
+                )
+            else:
+                work.duplicates.append("a certificate already held")
+            return
+        if key is None:
+            assemble.check_possession(leaf, keys.load_pem(key_pem))
+        self._record(leaf, chain, key_pem, kid, entry_name(file), paired_with, work, request)
+
+    def _take_key(
+        self, key: keys.PrivateKey, kid: str, file: str, work: _Work, now: datetime
+    ) -> None:
+        inv = self.inventory
+        held = inv.take_held("certificate", kid)
+        if held is not None:
+            certs = chains.from_pem(bytes(held["pem"]))
+            leaf = certs[0]
+            chain = assemble.check_certificate(leaf, [*certs[1:], *self.pool()], self.anchors, now)
+            assemble.check_possession(leaf, key)
+            self._record(
+                leaf, chain, keys.to_pem(key), kid, entry_name(held["from_file"]), file, work, None
+            )
+            return
+        if inv.key_pem_for(kid) is not None:
+            work.duplicates.append("a key already in the inventory")
+            return
+        if inv.hold("key", kid, keys.to_pem(key), file, iso(self.clock())):
+            info = keys.describe(key)
+            work.held.append({"kind": "key", "key": f"{info.type} {info.bits}"})
+        else:
+            work.duplicates.append("a key already held")
+
+    def _take_csr(
+        self,
+        csr: x509.CertificateSigningRequest,
+        key: keys.PrivateKey,
+        kid: str,
+        file: str,
+        work: _Work,
+    ) -> None:
+        if self.inventory.key_pem_for(kid) is not None:
+            work.duplicates.append("a request already in the inventory")
+            return
+        name = self._free_name(entry_name(file), work)
+        info = keys.describe(key)
+        self.inventory.put_entry(
+            {
+                "name": name,
+                "status": "requested",
+                "key_id": kid,
+                "key_pem": keys.to_pem(key),
+                "csr_pem": csr.public_bytes(Encoding.PEM),
+                "subject": chains.describe_name(csr.subject),
+                "sans": [],
+                "key_type": info.type,
+                "key_bits": info.bits,
+                "created": iso(self.clock()),
+            }
+        )
+        work.recorded.append(name)
+        work.event(
+            "info", "csr.imported", name=name, file=file, subject=chains.describe_name(csr.subject)
+        )
+
+    def _record(
+        self,
+        leaf: x509.Certificate,
+        chain: chains.Chain,
+        key_pem: bytes,
+        kid: str,
+        wanted: str,
+        paired_with: str,
+        work: _Work,
+        request: Entry | None,
+    ) -> None:
+        info = assemble.describe(leaf)
+        name = request.name if request is not None else self._free_name(wanted, work)
+        row: dict[str, Any] = {
+            "name": name,
+            "status": "unused",
+            "key_id": kid,
+            "key_pem": key_pem,
+            "cert_pem": chains.to_pem([leaf]),
+            "chain_pem": chains.to_pem(chain.intermediates),
+            "trusted": int(chain.trusted),
+            "created": iso(self.clock()),
+            **info,
+        }
+        if request is not None:
+            row.update(
+                request=request.request,
+                renews=request.renews,
+                csr_pem=None,
+                created=request.created,
+            )
+        self.inventory.put_entry(row)
+        work.recorded.append(name)
+        fields = {k: info[k] for k in ("sha256", "subject", "issuer", "not_after")}
+        work.event(
+            "info",
+            "cert.imported",
+            name=name,
+            paired_with=paired_with,
+            trusted=chain.trusted,
+            intermediates=len(chain.intermediates),
+            **fields,
+        )
+        if request is not None:
+            work.event("info", "cert.matched", name=name, sha256=info["sha256"])
+        if not chain.trusted:
+            work.event(
+                "warning",
+                "cert.chain_incomplete",
+                name=name,
+                detail="the chain does not reach a trusted root; drop the "
+                "intermediates or add the root to trust.ca_bundle",
+            )
+
+    def _free_name(self, wanted: str, work: _Work) -> str:
+        name = self.inventory.free_name(wanted)
+        if name != wanted:
+            work.event(
+                "info",
+                "cert.renamed",
+                wanted=wanted,
+                name=name,
+                detail=f"{wanted} is taken; recorded as {name}",
+            )
+        return name
+
+    def pool(self) -> list[x509.Certificate]:
+        if self._pool is None:
+            self._pool = [c for pem in self.inventory.pool() for c in chains.from_pem(pem)]
+        return self._pool
+
+    def _add_to_pool(self, cert: x509.Certificate, work: _Work) -> None:
+        self.inventory.add_to_pool(
+            chains.fingerprint(cert), chains.to_pem([cert]), chains.describe_name(cert.subject)
+        )
+        work.intermediates += 1
+
+    # -- results --------------------------------------------------------------------
+    def _finish(self, claim: str, path: Path, outcome: Outcome, work: _Work | None = None) -> None:
+        """Log the drop's one final event and clear the claim (the result is committed)."""
+        if outcome.result == "rejected":
+            self._reject(path, outcome)
+            self.log.warning(
+                "drop.rejected", file=outcome.file, code=outcome.code, reason=outcome.reason
+            )
+        elif outcome.result == "held":
+            path.unlink(missing_ok=True)
+            self.log.info("drop.held", file=outcome.file, held=work.held if work else [])
+        else:
+            path.unlink(missing_ok=True)
+            extra: dict[str, Any] = {}
+            if work is not None:
+                extra = {
+                    "held": work.held,
+                    "duplicate_of": work.duplicates,
+                    "intermediates": work.intermediates,
+                }
+                extra = {k: v for k, v in extra.items() if v}
+            self.log.info(
+                "drop.accepted", file=outcome.file, certificates=outcome.recorded, **extra
+            )
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+    def _reject(self, path: Path, outcome: Outcome) -> None:
+        folder = self.inbox / REJECTED
+        if not folder.is_dir():
+            folder.mkdir()
+            folder.chmod(0o755)  # the uploader reads its reasons here; the umask is 077
+            _match_owner(folder, self.inbox)
+        target = folder / path.name
+        if os.path.lexists(target) and (target.is_dir() and not target.is_symlink()):
+            target = folder / f"{path.name}.{int(time.time())}"
+        if os.path.lexists(path):
+            os.replace(path, target)
+        reason = {
+            "file": outcome.file,
+            "code": outcome.code,
+            "reason": outcome.reason,
+            "at": iso(self.clock()),
+        }
+        reason_path = folder / f"{target.name}.reason.json"
+        atomic_write(reason_path, (json.dumps(reason, ensure_ascii=True) + "\n").encode(), 0o644)
+        _match_owner(reason_path, self.inbox)
+        fsync_dir(folder)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISDIR, "folder"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _match_owner(path: Path, like: Path) -> None:
+    """Give rejected results to the inbox's owner, so the uploader can read and clear them."""
+    if os.geteuid() != 0:
+        return
+    st = like.stat()
+    os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)

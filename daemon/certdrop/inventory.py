@@ -1,0 +1,282 @@
+"""The inventory: one SQLite database in the state folder, changed only in transactions.
+
+Keys live in this database; the state folder is 0700 and the process umask 077, so the
+database and its WAL are 0600 from their first byte.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS certificates (
+    name TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('requested', 'unused', 'in_use')),
+    key_id TEXT NOT NULL,
+    key_pem BLOB NOT NULL,
+    sha256 TEXT UNIQUE,
+    cert_pem BLOB,
+    chain_pem BLOB,
+    trusted INTEGER NOT NULL DEFAULT 0,
+    subject TEXT, sans TEXT, issuer TEXT, not_before TEXT, not_after TEXT,
+    key_type TEXT, key_bits INTEGER,
+    csr_pem BLOB, request TEXT, renews TEXT,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS certificates_key ON certificates (key_id);
+CREATE TABLE IF NOT EXISTS held (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('certificate', 'key')),
+    key_id TEXT NOT NULL,
+    pem BLOB NOT NULL,
+    from_file TEXT NOT NULL,
+    since TEXT NOT NULL,
+    UNIQUE (kind, key_id)
+);
+CREATE TABLE IF NOT EXISTS pool (
+    sha256 TEXT PRIMARY KEY,
+    pem BLOB NOT NULL,
+    subject TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drops (
+    claim TEXT PRIMARY KEY,
+    file TEXT NOT NULL,
+    result TEXT NOT NULL,
+    code TEXT, reason TEXT,
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS services (
+    name TEXT PRIMARY KEY,
+    desired TEXT,
+    deployed_sha256 TEXT,
+    state TEXT NOT NULL DEFAULT 'pending',
+    detail TEXT NOT NULL DEFAULT '',
+    updated TEXT
+);
+CREATE TABLE IF NOT EXISTS warnings (
+    sha256 TEXT NOT NULL,
+    threshold TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (sha256, threshold)
+);
+CREATE TABLE IF NOT EXISTS renewals (
+    cert TEXT PRIMARY KEY,
+    request TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt TEXT,
+    started TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One certificate (or pending request) in the inventory, without its key."""
+
+    name: str
+    status: str
+    key_id: str
+    sha256: str | None
+    cert_pem: bytes | None
+    chain_pem: bytes | None
+    trusted: bool
+    subject: str | None
+    sans: list[str]
+    issuer: str | None
+    not_before: str | None
+    not_after: str | None
+    key_type: str | None
+    key_bits: int | None
+    request: dict[str, Any] | None
+    renews: str | None
+    created: str
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Entry:
+        return cls(
+            name=row["name"],
+            status=row["status"],
+            key_id=row["key_id"],
+            sha256=row["sha256"],
+            cert_pem=row["cert_pem"],
+            chain_pem=row["chain_pem"],
+            trusted=bool(row["trusted"]),
+            subject=row["subject"],
+            sans=json.loads(row["sans"] or "[]"),
+            issuer=row["issuer"],
+            not_before=row["not_before"],
+            not_after=row["not_after"],
+            key_type=row["key_type"],
+            key_bits=row["key_bits"],
+            request=json.loads(row["request"]) if row["request"] else None,
+            renews=row["renews"],
+            created=row["created"],
+        )
+
+
+_ENTRY_COLUMNS = (
+    "name, status, key_id, sha256, cert_pem, chain_pem, trusted, subject, sans, issuer, "
+    "not_before, not_after, key_type, key_bits, request, renews, created"
+)
+
+
+class Inventory:
+    """Typed access to the state database. Not thread-safe: one owner thread at a time."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        if readonly:
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        else:
+            # One owner at a time (start-up, then the worker), so crossing threads is safe.
+            self.db = sqlite3.connect(
+                path, timeout=10, isolation_level=None, check_same_thread=False
+            )
+            # WAL + NORMAL: a commit survives kill -9 (the WAL is in the page cache);
+            # only a power cut can lose the last commits, never corrupt the database.
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        self.db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- certificates ---------------------------------------------------------------
+    def _select(self, where: str, params: tuple[str, ...] = ()) -> list[Entry]:
+        # Only this module's constant clauses reach the f-string; values are bound.
+        sql = f"SELECT {_ENTRY_COLUMNS} FROM certificates {where}"  # noqa: S608
+        return [Entry.from_row(r) for r in self.db.execute(sql, params)]
+
+    def entries(self) -> list[Entry]:
+        return self._select("ORDER BY name")
+
+    def entry(self, name: str) -> Entry | None:
+        found = self._select("WHERE name = ?", (name,))
+        return found[0] if found else None
+
+    def entry_by_sha256(self, sha256: str) -> Entry | None:
+        found = self._select("WHERE sha256 = ?", (sha256,))
+        return found[0] if found else None
+
+    def request_for_key(self, key_id: str) -> Entry | None:
+        found = self._select(
+            "WHERE key_id = ? AND status = 'requested' ORDER BY created", (key_id,)
+        )
+        return found[0] if found else None
+
+    def key_pem(self, name: str) -> bytes | None:
+        row = self.db.execute("SELECT key_pem FROM certificates WHERE name = ?", (name,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def key_pem_for(self, key_id: str) -> bytes | None:
+        """A stored key with this id (from any entry), so a re-issued certificate finds it."""
+        row = self.db.execute(
+            "SELECT key_pem FROM certificates WHERE key_id = ? LIMIT 1", (key_id,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def free_name(self, wanted: str) -> str:
+        """``wanted`` if unused, else ``wanted-2``, ``wanted-3``, ..."""
+        names = {
+            r[0]
+            for r in self.db.execute(
+                "SELECT name FROM certificates WHERE name = ? OR name LIKE ? ESCAPE '\\'",
+                (wanted, _like_prefix(wanted) + "-%"),
+            )
+        }
+        if wanted not in names:
+            return wanted
+        n = 2
+        while f"{wanted}-{n}" in names:
+            n += 1
+        return f"{wanted}-{n}"
+
+    def put_entry(self, values: dict[str, Any]) -> None:
+        """Insert or replace a certificate row; ``values`` holds column -> value."""
+        values = dict(values)
+        if isinstance(values.get("sans"), list):
+            values["sans"] = json.dumps(values["sans"])
+        if isinstance(values.get("request"), dict):
+            values["request"] = json.dumps(values["request"], sort_keys=True)
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        self.db.execute(
+            f"INSERT OR REPLACE INTO certificates ({columns}) VALUES ({marks})",  # noqa: S608 - column names are ours
+            tuple(values.values()),
+        )
+
+    def set_status(self, name: str, status: str) -> None:
+        self.db.execute("UPDATE certificates SET status = ? WHERE name = ?", (status, name))
+
+    # -- held pieces and the intermediate pool --------------------------------------
+    def held(self) -> list[sqlite3.Row]:
+        return list(self.db.execute("SELECT id, kind, key_id, from_file, since FROM held"))
+
+    def take_held(self, kind: str, key_id: str) -> sqlite3.Row | None:
+        """The held piece of ``kind`` for ``key_id``; removed when the transaction commits."""
+        row = self.db.execute(
+            "SELECT id, kind, key_id, pem, from_file, since FROM held "
+            "WHERE kind = ? AND key_id = ?",
+            (kind, key_id),
+        ).fetchone()
+        if row is not None:
+            self.db.execute("DELETE FROM held WHERE id = ?", (row["id"],))
+        return row  # type: ignore[no-any-return]
+
+    def hold(self, kind: str, key_id: str, pem: bytes, from_file: str, since: str) -> bool:
+        """Hold a piece; False when the same piece is already held."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO held (kind, key_id, pem, from_file, since) VALUES (?,?,?,?,?)",
+            (kind, key_id, pem, from_file, since),
+        )
+        return cursor.rowcount == 1
+
+    def pool(self) -> list[bytes]:
+        return [bytes(r[0]) for r in self.db.execute("SELECT pem FROM pool")]
+
+    def add_to_pool(self, sha256: str, pem: bytes, subject: str) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO pool (sha256, pem, subject) VALUES (?, ?, ?)",
+            (sha256, pem, subject),
+        )
+
+    # -- drops ----------------------------------------------------------------------
+    def drop_result(self, claim: str) -> sqlite3.Row | None:
+        return self.db.execute(  # type: ignore[no-any-return]
+            "SELECT claim, file, result, code, reason, at FROM drops WHERE claim = ?", (claim,)
+        ).fetchone()
+
+    def record_drop(
+        self, claim: str, file: str, result: str, at: str, code: str = "", reason: str = ""
+    ) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO drops (claim, file, result, code, reason, at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (claim, file, result, code or None, reason or None, at),
+        )
+
+    def integrity_ok(self) -> bool:
+        return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,118 @@
+"""Private keys: identity, possession proof, policy and normal form. Pure functions."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+MIN_RSA_BITS = 2048
+ALLOWED_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
+_PROOF = b"certdrop pairwise consistency test"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What a person needs to know about a key: its type and size."""
+
+    type: str
+    bits: int
+
+    def to_json(self) -> dict[str, object]:
+        return {"type": self.type, "bits": self.bits}
+
+
+def key_id(public_key: object) -> str:
+    """The pairing identity of a key: sha256 hex of its SubjectPublicKeyInfo DER."""
+    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise TypeError("only RSA and EC public keys have a certdrop key id")
+    spki = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).hexdigest()
+
+
+def cert_key_id(cert: x509.Certificate) -> str | None:
+    """The key id of a certificate's public key, or None for key types certdrop does not handle."""
+    try:
+        public = cert.public_key()
+    except ValueError:  # unparseable or unsupported key in the certificate
+        return None
+    if isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        return key_id(public)
+    return None
+
+
+def describe(key: PrivateKey | PublicKey) -> KeyInfo:
+    """Type and size of a key, as status shows it."""
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return KeyInfo("RSA", key.key_size)
+    return KeyInfo("EC", key.curve.key_size)
+
+
+def proves_possession(key: PrivateKey, public_key: object) -> bool:
+    """True when ``key`` signs a message that ``public_key`` verifies.
+
+    This pairwise-consistency test stands in for cryptography's RSA primality checks
+    (~55 ms a key): at ~1 ms it proves the key is whole and belongs to the certificate.
+    """
+    try:
+        if isinstance(key, rsa.RSAPrivateKey) and isinstance(public_key, rsa.RSAPublicKey):
+            signature = key.sign(_PROOF, padding.PKCS1v15(), hashes.SHA256())
+            public_key.verify(signature, _PROOF, padding.PKCS1v15(), hashes.SHA256())
+            return True
+        if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(
+            public_key, ec.EllipticCurvePublicKey
+        ):
+            if key.curve.name != public_key.curve.name:
+                return False
+            signature = key.sign(_PROOF, ec.ECDSA(hashes.SHA256()))
+            public_key.verify(signature, _PROOF, ec.ECDSA(hashes.SHA256()))
+            return True
+    except (InvalidSignature, ValueError):
+        return False
+    return False
+
+
+def key_problem(key: PrivateKey | PublicKey) -> str | None:
+    """Why policy refuses this key, or None when it is acceptable."""
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        if key.key_size < MIN_RSA_BITS:
+            return (
+                f"the RSA key has {key.key_size} bits; at least {MIN_RSA_BITS} are required, "
+                "make a new key and certificate"
+            )
+        return None
+    if key.curve.name not in ALLOWED_CURVES:
+        return f"the EC curve {key.curve.name} is not supported; use P-256, P-384 or P-521"
+    return None
+
+
+def to_pem(key: PrivateKey, key_format: str = "pkcs1") -> bytes:
+    """The key unencrypted as PEM.
+
+    ``pkcs1`` is the traditional form: ``BEGIN RSA PRIVATE KEY`` for RSA and SEC1
+    ``BEGIN EC PRIVATE KEY`` for EC; ``pkcs8`` is ``BEGIN PRIVATE KEY``.
+    """
+    fmt = (
+        serialization.PrivateFormat.PKCS8
+        if key_format == "pkcs8"
+        else serialization.PrivateFormat.TraditionalOpenSSL
+    )
+    return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
+
+
+def load_pem(data: bytes) -> PrivateKey:
+    """Load a key certdrop stored itself (already checked at intake, so no slow RSA check)."""
+    key = serialization.load_pem_private_key(data, None, unsafe_skip_rsa_key_validation=True)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise TypeError("stored key is neither RSA nor EC")
+    return key

@@ -1,0 +1,222 @@
+"""Turn the bytes of one drop into certificates, keys and CSRs. Pure.
+
+Accepts PEM (with noise around the blocks, CRLF, a UTF-8 BOM, blocks in any order),
+DER certificates, keys and CSRs, PKCS#7 (PEM or DER) and PKCS#12. Anything it cannot
+read ends in a :class:`~certdrop.errors.Rejection`; no other exception escapes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
+
+from certdrop.errors import Rejection
+from certdrop.pki.keys import PrivateKey
+
+T = TypeVar("T")
+
+_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 #]{1,40})-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 #]{1,40})-----")
+_CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
+_KEY_LABELS = {b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY", b"ENCRYPTED PRIVATE KEY"}
+_CSR_LABELS = {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
+_IGNORED_LABELS = {b"EC PARAMETERS"}
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """Everything found in one drop."""
+
+    certs: tuple[x509.Certificate, ...] = ()
+    keys: tuple[PrivateKey, ...] = ()
+    csrs: tuple[x509.CertificateSigningRequest, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.certs or self.keys or self.csrs)
+
+
+def parse(data: bytes, passphrases: Sequence[bytes] = ()) -> Parsed:
+    """Parse one drop; raise Rejection when nothing usable is in it."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if not data.strip():
+        raise Rejection("unsupported_content", "the file is empty; upload it again")
+    if b"-----BEGIN " in data:
+        return _parse_pem(data.replace(b"\r\n", b"\n"), passphrases)
+    return _parse_der(data, passphrases)
+
+
+def _parse_pem(data: bytes, passphrases: Sequence[bytes]) -> Parsed:
+    certs: list[x509.Certificate] = []
+    keys: list[PrivateKey] = []
+    csrs: list[x509.CertificateSigningRequest] = []
+    unknown: list[str] = []
+    ends = 0
+    for match in _BLOCK.finditer(data):
+        label, block = match.group(1), match.group(0)
+        ends = match.end()
+        if label in _CERT_LABELS:
+            if label == b"TRUSTED CERTIFICATE":
+                unknown.append(label.decode())
+                continue
+            certs.append(_load("certificate", x509.load_pem_x509_certificate, _std_cert(block)))
+        elif label in _KEY_LABELS:
+            keys.append(_load_key(block, pem=True, passphrases=passphrases))
+        elif label in _CSR_LABELS:
+            csrs.append(_load("certificate request", x509.load_pem_x509_csr, block))
+        elif label == b"PKCS7":
+            certs.extend(_load("PKCS#7 bundle", pkcs7.load_pem_pkcs7_certificates, block))
+        elif label not in _IGNORED_LABELS:
+            unknown.append(label.decode())
+    # A BEGIN line after the last complete block means the upload stopped part-way.
+    dangling = _BEGIN.search(data, ends)
+    if dangling is not None:
+        raise Rejection(
+            "truncated",
+            f"the {dangling.group(1).decode()} block has no END line; the file looks "
+            "truncated (an interrupted upload?), upload it again",
+        )
+    parsed = Parsed(tuple(certs), tuple(keys), tuple(csrs))
+    if not parsed:
+        what = ", ".join(sorted(set(unknown))) or "no complete PEM block"
+        raise Rejection(
+            "unsupported_content",
+            f"found {what} but no certificate, private key or CSR; drop PEM, DER, "
+            "PKCS#7 or PKCS#12 files",
+        )
+    return parsed
+
+
+def _std_cert(block: bytes) -> bytes:
+    return block.replace(b"X509 CERTIFICATE", b"CERTIFICATE")
+
+
+def _parse_der(data: bytes, passphrases: Sequence[bytes]) -> Parsed:
+    if data[:1] != b"\x30":
+        raise Rejection(
+            "unsupported_content",
+            "the file is neither PEM nor DER; drop PEM, DER, PKCS#7 or PKCS#12 files",
+        )
+    declared = _der_length(data)
+    if declared is not None and declared > len(data):
+        raise Rejection(
+            "truncated",
+            f"the DER data declares {declared} bytes but the file has {len(data)}; the file "
+            "looks truncated (an interrupted upload?), upload it again",
+        )
+    attempts: list[Callable[[], Parsed]] = [
+        lambda: Parsed(certs=(x509.load_der_x509_certificate(data),)),
+        lambda: Parsed(certs=tuple(pkcs7.load_der_pkcs7_certificates(data))),
+        lambda: Parsed(csrs=(x509.load_der_x509_csr(data),)),
+    ]
+    for attempt in attempts:
+        try:
+            parsed = attempt()
+        except Exception:  # noqa: BLE001, S112 - cryptography raises several types on foreign bytes
+            continue
+        if parsed:
+            return parsed
+    if _looks_like_pkcs12(data):
+        return _load_pkcs12(data, passphrases)
+    return Parsed(keys=(_load_key(data, pem=False, passphrases=passphrases),))
+
+
+def _der_length(data: bytes) -> int | None:
+    """Total length an outer DER SEQUENCE declares, or None if the header is not DER."""
+    if len(data) < 2:
+        return None
+    first = data[1]
+    if first < 0x80:
+        return 2 + first
+    count = first & 0x7F
+    if count == 0 or count > 4 or len(data) < 2 + count:
+        return None
+    return 2 + count + int.from_bytes(data[2 : 2 + count], "big")
+
+
+def _looks_like_pkcs12(data: bytes) -> bool:
+    # PFX ::= SEQUENCE { version INTEGER (3), authSafe ContentInfo, ... }
+    header = 2 + (data[1] & 0x7F if data[1] & 0x80 else 0)
+    return data[header : header + 3] == b"\x02\x01\x03"
+
+
+def _load(what: str, loader: Callable[[bytes], T], data: bytes) -> T:
+    try:
+        return loader(data)
+    except Exception as exc:  # noqa: BLE001 - any library error means "not readable"
+        raise Rejection(
+            "unsupported_content", f"a {what} in the file cannot be read ({_short(exc)})"
+        ) from None
+
+
+def _short(exc: Exception) -> str:
+    # Library messages never contain key material; keep them short and single-line.
+    text = " ".join(str(exc).split())[:120]
+    return text or type(exc).__name__
+
+
+def _candidates(passphrases: Sequence[bytes]) -> list[bytes]:
+    return [p for p in passphrases if p]
+
+
+def _load_key(data: bytes, *, pem: bool, passphrases: Sequence[bytes]) -> PrivateKey:
+    loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
+    encrypted = b"ENCRYPTED" in data[:200] if pem else _is_encrypted_pkcs8(data)
+    tries: list[bytes | None] = list(_candidates(passphrases)) if encrypted else [None]
+    for password in tries:
+        try:
+            key = loader(data, password, unsafe_skip_rsa_key_validation=True)
+        except Exception:  # noqa: BLE001, S112 - wrong passphrase or not a key: try the next
+            continue
+        return _supported(key)
+    if encrypted:
+        tried = len(tries)
+        raise Rejection(
+            "encrypted_key_no_passphrase",
+            f"the private key is encrypted and none of the {tried} passphrase(s) from "
+            "intake.passphrase_files opens it; add its passphrase there or drop the key "
+            "unencrypted",
+        )
+    raise Rejection(
+        "unsupported_content",
+        "the file is not a certificate, key, CSR, PKCS#7 or PKCS#12 certdrop can read",
+    )
+
+
+def _is_encrypted_pkcs8(data: bytes) -> bool:
+    # EncryptedPrivateKeyInfo starts with a PBES1/PBES2 AlgorithmIdentifier (1.2.840.113549.1.5.x)
+    return b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x05" in data[:40]
+
+
+def _supported(key: object) -> PrivateKey:
+    if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        return key
+    raise Rejection(
+        "unsupported_key",
+        f"{type(key).__name__.lstrip('_')} keys are not supported; use an RSA or EC key",
+    )
+
+
+def _load_pkcs12(data: bytes, passphrases: Sequence[bytes]) -> Parsed:
+    for password in [None, b"", *_candidates(passphrases)]:
+        try:
+            key, cert, extra = pkcs12.load_key_and_certificates(data, password)
+        except Exception:  # noqa: BLE001, S112 - wrong password or damaged file: try the next
+            continue
+        certs = tuple(c for c in [cert, *extra] if c is not None)
+        keys = () if key is None else (_supported(key),)
+        parsed = Parsed(certs=certs, keys=keys)
+        if parsed:
+            return parsed
+    raise Rejection(
+        "encrypted_key_no_passphrase",
+        "the PKCS#12 file cannot be opened with any passphrase from intake.passphrase_files; "
+        "add its password there",
+    )

@@ -1,0 +1,121 @@
+"""The status snapshot (the contract of ``status --json`` and status.json) and its table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from certdrop.config import Config
+from certdrop.inventory import Inventory
+
+
+def snapshot(config: Config, inventory: Inventory) -> dict[str, Any]:
+    """Everything ``status`` shows, as the design's JSON object."""
+    services = {r["name"]: dict(r) for r in inventory.db.execute("SELECT * FROM services")}
+    used_by: dict[str, list[str]] = {}
+    for name, row in services.items():
+        if row["desired"] and name in config.services:
+            used_by.setdefault(row["desired"], []).append(name)
+    certificates = []
+    for e in inventory.entries():
+        certificates.append(
+            {
+                "name": e.name,
+                "status": e.status,
+                "subject": e.subject,
+                "sans": e.sans,
+                "issuer": e.issuer,
+                "not_before": e.not_before,
+                "not_after": e.not_after,
+                "sha256": e.sha256,
+                "key": {"type": e.key_type, "bits": e.key_bits},
+                "services": sorted(used_by.get(e.name, [])),
+                "trusted": e.trusted,
+                **({"renews": e.renews} if e.renews else {}),
+            }
+        )
+    held = [
+        {"kind": r["kind"], "from": r["from_file"], "since": r["since"]} for r in inventory.held()
+    ]
+    service_rows = []
+    for name, svc in sorted(config.services.items()):
+        state: Mapping[str, Any] = services.get(name, {})
+        service_rows.append(
+            {
+                "name": name,
+                "role": svc.role,
+                "certificate": state.get("desired"),
+                "sha256": state.get("deployed_sha256"),
+                "state": state.get("state") or "pending",
+                "detail": state.get("detail") or "no certificate assigned",
+            }
+        )
+    return {"certificates": certificates, "held": held, "services": service_rows}
+
+
+def _safe(value: object) -> str:
+    """One printable line: hostile names cannot move the cursor or break the table."""
+    text = "" if value is None else str(value)
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(headers: list[str], rows: list[list[str]], widths: list[int]) -> list[str]:
+    cols = [
+        min(w, max([len(h), *(len(r[i]) for r in rows)]))
+        for i, (h, w) in enumerate(zip(headers, widths, strict=True))
+    ]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(_clip(c, cols[i]).ljust(cols[i]) for i, c in enumerate(cells)).rstrip()
+
+    return [line(headers), *(line(r) for r in rows)]
+
+
+def render(data: Mapping[str, Any]) -> str:
+    """The snapshot as tables for a person at a terminal."""
+    out: list[str] = []
+    certs = data["certificates"]
+    out.append(f"Certificates ({len(certs)})")
+    if certs:
+        rows = [
+            [
+                _safe(c["name"]),
+                c["status"],
+                _safe(c["subject"]),
+                (c["not_after"] or "-")[:10],
+                _safe(",".join(c["services"])) or "-",
+                (c["sha256"] or "-")[:16],
+            ]
+            for c in certs
+        ]
+        out += _table(
+            ["NAME", "STATUS", "SUBJECT", "EXPIRES", "SERVICES", "SHA256"],
+            rows,
+            [32, 9, 48, 10, 30, 16],
+        )
+    held = data["held"]
+    if held:
+        out += ["", f"Held, waiting for their partner ({len(held)})"]
+        rows = [[h["kind"], _safe(h["from"]), h["since"]] for h in held]
+        out += _table(["KIND", "FROM", "SINCE"], rows, [11, 48, 20])
+    services = data["services"]
+    out += ["", f"Services ({len(services)})"]
+    if services:
+        rows = [
+            [
+                _safe(s["name"]),
+                s["role"],
+                _safe(s["certificate"] or "-"),
+                s["state"],
+                _safe(s["detail"]),
+            ]
+            for s in services
+        ]
+        out += _table(
+            ["SERVICE", "ROLE", "CERTIFICATE", "STATE", "DETAIL"], rows, [24, 11, 32, 7, 60]
+        )
+    return "\n".join(out) + "\n"
