@@ -273,13 +273,6 @@ class Daemon:
             self.ctx = ctx
             for extension in self.extensions:
                 extension(self)
-            ctx.log.info(
-                "daemon.started",
-                inbox=str(config.inbox),
-                state=str(config.state),
-                config=config.source,
-                pid=os.getpid(),
-            )
             control_path = config.state / "control.sock"
             control_path.unlink(missing_ok=True)
             server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -296,6 +289,14 @@ class Daemon:
                 self.submit_drop(name)
             for hook in ctx.hooks.get("on_start", []):
                 hook()
+            # Logged once the watcher runs: a drop made after this line is never missed.
+            ctx.log.info(
+                "daemon.started",
+                inbox=str(config.inbox),
+                state=str(config.state),
+                config=config.source,
+                pid=os.getpid(),
+            )
             notify("READY=1")
             try:
                 while True:

@@ -179,11 +179,8 @@ class Intake:
             pieces = assemble.sort_pieces(parse(data, self.passphrases))
             with self.inventory.transaction():
                 self._take(pieces, file, work)
-                result = (
-                    "accepted"
-                    if (work.recorded or work.duplicates or work.intermediates or not work.held)
-                    else "held"
-                )
+                held_only = work.held and not (work.recorded or work.duplicates)
+                result = "held" if held_only else "accepted"
                 self.inventory.record_drop(claim, file, result, iso(self.clock()))
         except Rejection as rejection:
             outcome = Outcome(file, "rejected", code=rejection.code, reason=rejection.reason)
