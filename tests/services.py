@@ -137,24 +137,29 @@ def _stat(pid: int) -> tuple[str, int, int] | None:
     return fields[0], int(fields[1]), int(fields[19])
 
 
+def any_alive(pids: list[int]) -> list[int]:
+    """Those of ``pids`` that still run (zombies count as gone)."""
+    return [pid for pid in pids if (stat := _stat(pid)) is not None and stat[0] not in "ZX"]
+
+
 def _alive(pid: int, starttime: int) -> bool:
     stat = _stat(pid)
     return stat is not None and stat[2] == starttime and stat[0] not in ("Z", "X")
 
 
-def _tree(root: int) -> dict[int, int]:
-    """``root`` and all its descendants as {pid: starttime}, parents before children."""
+def _tree(roots: Mapping[int, int]) -> dict[int, int]:
+    """The live ``roots`` ({pid: starttime}) and all their descendants, parents first.
+
+    A root whose start time differs is a recycled PID and is left out, with its children.
+    """
     children: dict[int, list[tuple[int, int]]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             stat = _stat(int(entry.name))
             if stat is not None:
                 children.setdefault(stat[1], []).append((int(entry.name), stat[2]))
-    root_stat = _stat(root)
-    if root_stat is None:
-        return {}
-    found = {root: root_stat[2]}
-    todo = [root]
+    found = {pid: start for pid, start in roots.items() if _alive(pid, start)}
+    todo = list(found)
     while todo:
         for pid, start in children.get(todo.pop(0), []):
             if pid not in found:
@@ -189,6 +194,11 @@ class ServiceProcess:
 
     def running(self) -> bool:
         return self.popen.poll() is None
+
+    def pids(self) -> list[int]:
+        """The live processes of this service: the started one and all its descendants."""
+        root = _stat(self.popen.pid) if self.popen.returncode is None else None
+        return list(_tree({self.popen.pid: root[2]})) if root is not None else []
 
     def log_tail(self, chars: int = 3000) -> str:
         try:
@@ -228,9 +238,10 @@ class ServiceProcess:
         The tree is taken from /proc before signalling, and only processes with the same
         start time are killed, so a recycled PID is never hit.
         """
-        tree = _tree(self.popen.pid)
+        root = _stat(self.popen.pid) if self.popen.returncode is None else None
+        tree = _tree({self.popen.pid: root[2]}) if root is not None else {}
         target = main_pid if main_pid in tree else self.popen.pid
-        if target in tree and _alive(target, tree[target]):
+        if target in tree:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(target, sig)
             deadline = time.monotonic() + grace
@@ -238,15 +249,10 @@ class ServiceProcess:
                 self.popen.poll()  # reaps the started process if it was the target
                 time.sleep(0.02)
         for _ in range(3):  # a dying parent may still fork; look again
-            survivors = {
-                pid: start
-                for pid, start in (tree | _tree(self.popen.pid)).items()
-                if _alive(pid, start)
-            }
-            if not survivors:
+            tree = _tree(tree)
+            if not tree:
                 break
-            tree = survivors
-            for pid in reversed(list(survivors)):
+            for pid in reversed(list(tree)):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.05)
@@ -313,16 +319,8 @@ class Nginx(_Service):
         return self.process.pid
 
     def _argv(self, *extra: str) -> list[str]:
-        return [
-            need("nginx"),
-            *extra,
-            "-c",
-            str(self.conf),
-            "-p",
-            str(self.workdir),
-            "-e",
-            str(self.error_log),
-        ]
+        paths = ["-c", str(self.conf), "-p", str(self.workdir), "-e", str(self.error_log)]
+        return [need("nginx"), *extra, *paths]
 
     def reload_argv(self) -> list[str]:
         """The argv that reloads this instance (checks the config first; rc 1 if bad)."""
@@ -671,6 +669,17 @@ def _user_exists(name: str) -> bool:
     return True
 
 
+def _keygen(keygen: str, path: Path, comment: str) -> None:
+    """Write a new passphrase-less ed25519 key pair to ``path`` and ``path.pub``."""
+    run([keygen, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+
+
+_SFTP_OPTIONS = (
+    "BatchMode=yes", "IdentitiesOnly=yes", "StrictHostKeyChecking=no",
+    "UserKnownHostsFile=/dev/null", "LogLevel=ERROR", "ConnectTimeout=10",
+)  # fmt: skip
+
+
 class Sshd(_Service):
     """OpenSSH sshd on 127.0.0.1 whose ``certdrop-drop`` user may only SFTP into ``inbox``.
 
@@ -730,35 +739,9 @@ Match User {DROP_USER}
             folder.chmod(0o755)  # not the umask's idea: sshd insists on exactly this
         self.inbox.mkdir(mode=0o755)
         shutil.chown(self.inbox, DROP_USER, DROP_USER)
-        run(
-            [
-                keygen,
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "certdrop-test-host",
-                "-f",
-                str(self.host_key),
-            ]
-        )
+        _keygen(keygen, self.host_key, "certdrop-test-host")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        run(
-            [
-                keygen,
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "certdrop-test-drop",
-                "-f",
-                str(self.client_key_path),
-            ]
-        )
+        _keygen(keygen, self.client_key_path, "certdrop-test-drop")
         # sshd reads this as the drop user, so it lives under /srv (not a 0700 tmp dir).
         authorized = self.etc / f"authorized_keys.{DROP_USER}"
         authorized.write_text(Path(f"{self.client_key_path}.pub").read_text())
@@ -815,29 +798,11 @@ Match User {DROP_USER}
 
     def sftp_argv(self) -> list[str]:
         """The ``sftp`` batch-mode argv (commands on stdin) for the drop user."""
+        options = [arg for option in _SFTP_OPTIONS for arg in ("-o", option)]
         return [
-            need("sftp"),
-            "-b",
-            "-",
-            "-q",
-            "-i",
-            str(self.client_key_path),
-            "-P",
-            str(self.port),
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "ConnectTimeout=10",
-            f"{DROP_USER}@{LOOPBACK}",
-        ]
+            need("sftp"), "-b", "-", "-q", "-i", str(self.client_key_path), "-P", str(self.port),
+            *options, f"{DROP_USER}@{LOOPBACK}",
+        ]  # fmt: skip
 
     def sftp_put_cli(self, local: Path, remote_name: str) -> Path:
         """Upload ``local`` as ``inbox/remote_name`` with the ``sftp`` CLI; return its path."""
@@ -897,21 +862,10 @@ class Pebble(_Service):
     def lego_argv(self, csr: Path, outdir: Path, http_port: int) -> list[str]:
         """lego's argv to get ``csr`` signed; output lands in ``outdir/certificates/``."""
         return [
-            need("lego"),
-            "--server",
-            self.directory_url,
-            "--email",
-            "x@example.test",
-            "--accept-tos",
-            "--path",
-            str(outdir),
-            "--csr",
-            str(csr),
-            "--http",
-            "--http.port",
-            f"{LOOPBACK}:{http_port}",
-            "run",
-        ]
+            need("lego"), "--server", self.directory_url, "--email", "x@example.test",
+            "--accept-tos", "--path", str(outdir), "--csr", str(csr),
+            "--http", "--http.port", f"{LOOPBACK}:{http_port}", "run",
+        ]  # fmt: skip
 
     def _ready(self) -> bool:
         try:

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -32,7 +33,7 @@ from certdrop.pki.csr import (
     generate_key,
 )
 
-FULL = {
+FULL: dict[str, Any] = {
     "cn": "www.example.com",
     "sans": ("www.example.com", "api.example.com", "192.0.2.10"),
     "country": "de",
@@ -46,7 +47,8 @@ FULL_SUBJECT = (
     "subject=C = DE, ST = Bavaria, L = M\\C3\\BCnchen, O = Acme, OU = Ops, "
     "CN = www.example.com, emailAddress = ops@example.com"
 )
-NO_DB = settings(max_examples=4000, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# No example database: nothing is written into the checkout.
+NO_DB = settings(database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @functools.cache
@@ -71,8 +73,13 @@ def openssl(*args: object, cwd: Path | None = None) -> subprocess.CompletedProce
     if binary is None:
         pytest.fail("the openssl binary is needed for the real-peer tests; install openssl")
     return subprocess.run(
-        [binary, *map(str, args)], capture_output=True, text=True, timeout=60,
-        stdin=subprocess.DEVNULL, cwd=cwd, check=False,
+        [binary, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        check=False,
     )
 
 
@@ -97,8 +104,21 @@ def openssl_ca_sign(tmp_path: Path, csr_path: Path, *options: str) -> x509.Certi
     ca.private_key_pem.write_to_path(str(tmp_path / "ca.key"))
     out = tmp_path / "signed.pem"
     result = openssl(
-        "x509", "-req", "-in", csr_path, "-CA", tmp_path / "ca.pem", "-CAkey",
-        tmp_path / "ca.key", "-set_serial", "0x5eed", "-days", "1", "-out", out, *options,
+        "x509",
+        "-req",
+        "-in",
+        csr_path,
+        "-CA",
+        tmp_path / "ca.pem",
+        "-CAkey",
+        tmp_path / "ca.key",
+        "-set_serial",
+        "0x5eed",
+        "-days",
+        "1",
+        "-out",
+        out,
+        *options,
     )
     assert result.returncode == 0, result.stderr
     return x509.load_pem_x509_certificate(out.read_bytes())
@@ -108,7 +128,7 @@ def self_signed(
     key: PrivateKey, subject: x509.Name, sans: list[x509.GeneralName] | None
 ) -> x509.Certificate:
     """A certificate with exactly this subject and these SANs, as a CA might return it."""
-    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -123,10 +143,10 @@ def self_signed(
     return builder.sign(key, hashes.SHA256())
 
 
-def problems_of(**values: object) -> list[str]:
+def problems_of(**values: Any) -> list[str]:
     """The problems ``from_values`` reports for these values (none if they are fine)."""
     try:
-        RequestFields.from_values(**values)  # type: ignore[arg-type]
+        RequestFields.from_values(**values)
     except InvalidRequest as exc:
         return exc.problems
     return []
@@ -138,8 +158,11 @@ def problems_of(**values: object) -> list[str]:
 def test_from_values_normalises_fields() -> None:
     """Country is upper-cased, DNS SANs lower-cased, IPs canonical, duplicates dropped."""
     fields = RequestFields.from_values(
-        cn=" www.example.com ", sans=["WWW.Example.com", "www.example.com", "2001:DB8::0:1"],
-        country="de", org="", key_type="RSA",
+        cn=" www.example.com ",
+        sans=["WWW.Example.com", "www.example.com", "2001:DB8::0:1"],
+        country="de",
+        org="",
+        key_type="RSA",
     )
     assert fields.cn == "www.example.com"
     assert fields.sans == ("www.example.com", "2001:db8::1")
@@ -172,11 +195,27 @@ def test_ec_defaults_to_p256() -> None:
 def test_every_problem_is_reported_at_once() -> None:
     """One InvalidRequest lists every bad field, in field order."""
     problems = problems_of(
-        cn="", sans=["bad_name"], country="DEU", state="x" * 129, locality="a\tb",
-        org="o" * 65, ou="\u202eevil", email="not-an-address", key_type="dsa",
+        cn="",
+        sans=["bad_name"],
+        country="DEU",
+        state="x" * 129,
+        locality="a\tb",
+        org="o" * 65,
+        ou="\u202eevil",
+        email="not-an-address",
+        key_type="dsa",
     )
-    prefixes = ["cn ", "country ", "state ", "locality ", "org ", "ou ", "email ", "SAN ",
-                "key_type "]
+    prefixes = [
+        "cn ",
+        "country ",
+        "state ",
+        "locality ",
+        "org ",
+        "ou ",
+        "email ",
+        "SAN ",
+        "key_type ",
+    ]
     assert [p.split(" ", 1)[0] + " " for p in problems] == prefixes
 
 
@@ -224,8 +263,17 @@ def test_each_invalid_value_is_one_named_problem(values: dict[str, object], frag
 
 
 @pytest.mark.parametrize(
-    "san", ["*.example.com", "xn--bcher-kva.example", "a-b.example", "1.example", "::1",
-            "192.0.2.1", "localhost", "EXAMPLE.COM"],
+    "san",
+    [
+        "*.example.com",
+        "xn--bcher-kva.example",
+        "a-b.example",
+        "1.example",
+        "::1",
+        "192.0.2.1",
+        "localhost",
+        "EXAMPLE.COM",
+    ],
 )
 def test_valid_sans_are_accepted(san: str) -> None:
     """Wildcards, A-labels, hyphens, digits, IPv4/IPv6 and single labels are fine SANs."""
@@ -244,6 +292,14 @@ def test_length_limits_follow_rfc5280(field: str, limit: int) -> None:
     ]
 
 
+def test_cn_limit_counts_utf8_bytes() -> None:
+    """A CN of 64 characters but more than 64 UTF-8 bytes is refused, as cryptography would."""
+    assert problems_of(cn="é" * 32, sans=["a.example"]) == []
+    assert problems_of(cn="é" * 33, sans=["a.example"]) == [
+        "cn is 66 bytes long in UTF-8; the limit is 64"
+    ]
+
+
 def test_email_length_limit_is_255() -> None:
     """An e-mail address of 255 characters is accepted and one of 256 is not."""
     domain = "@" + "d" * 60 + ".example"
@@ -258,17 +314,26 @@ def test_from_mapping_reads_a_request_table() -> None:
     """A request.toml table gives the same fields as the keyword constructor."""
     table = {**FULL, "sans": list(FULL["sans"]), "key_type": "ec", "key_size": 256}
     assert RequestFields.from_mapping(table) == RequestFields.from_values(
-        **FULL, key_type="ec", key_size=256  # type: ignore[arg-type]
+        **FULL,
+        key_type="ec",
+        key_size=256,
     )
 
 
 def test_from_mapping_reports_unknown_keys_and_wrong_types_with_the_rest() -> None:
     """Unknown keys and wrongly typed values are listed along with the value problems."""
     with pytest.raises(InvalidRequest) as caught:
-        RequestFields.from_mapping({
-            "cn": 7, "sans": ["ok.example", 3], "org": ["Acme"], "key_size": True,
-            "key_type": 1, "country": "DEU", "common_name": "x",
-        })
+        RequestFields.from_mapping(
+            {
+                "cn": 7,
+                "sans": ["ok.example", 3],
+                "org": ["Acme"],
+                "key_size": True,
+                "key_type": 1,
+                "country": "DEU",
+                "common_name": "x",
+            }
+        )
     assert caught.value.problems == [
         "unknown keys 'common_name'; known keys are cn, sans, country, state, locality, org, "
         "ou, email, key_type, key_size",
@@ -289,7 +354,7 @@ def test_from_mapping_needs_cn() -> None:
 
 def test_to_mapping_round_trips_through_json() -> None:
     """to_mapping output survives JSON and reads back as equal fields."""
-    fields = RequestFields.from_values(**FULL)  # type: ignore[arg-type]
+    fields = RequestFields.from_values(**FULL)
     assert RequestFields.from_mapping(json.loads(json.dumps(fields.to_mapping()))) == fields
 
 
@@ -309,15 +374,19 @@ optional_text = st.none() | st.text(max_size=140)
 @given(
     cn=st.text(max_size=80),
     sans=st.lists(st.text(max_size=30) | st.ip_addresses().map(str), max_size=4),
-    country=optional_text, state=optional_text, locality=optional_text, org=optional_text,
-    ou=optional_text, email=st.none() | st.text(max_size=40) | st.emails(),
+    country=optional_text,
+    state=optional_text,
+    locality=optional_text,
+    org=optional_text,
+    ou=optional_text,
+    email=st.none() | st.text(max_size=40) | st.emails(),
     key_type=st.sampled_from(["rsa", "ec", "RSA"]) | st.text(max_size=4),
     key_size=st.none() | st.sampled_from([256, 2048, 4096]) | st.integers(),
 )
-def test_arbitrary_text_raises_only_invalid_request(**values: object) -> None:
+def test_arbitrary_text_raises_only_invalid_request(**values: Any) -> None:
     """Any text in any field gives fields or an InvalidRequest, never another error."""
     try:
-        fields = RequestFields.from_values(**values)  # type: ignore[arg-type]
+        fields = RequestFields.from_values(**values)
     except InvalidRequest as exc:
         assert exc.problems
         event("rejected")
@@ -328,9 +397,13 @@ def test_arbitrary_text_raises_only_invalid_request(**values: object) -> None:
     assert fields_of(csr) == dataclasses.replace(fields, key_type="ec", key_size=256)
 
 
-plain_text = st.text(
-    st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp")), min_size=1, max_size=64
-).map(str.strip).filter(bool)
+plain_text = (
+    st.text(
+        st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp")), min_size=1, max_size=64
+    )
+    .map(str.strip)
+    .filter(bool)
+)
 
 
 @NO_DB
@@ -338,13 +411,15 @@ plain_text = st.text(
     cn=plain_text,
     sans=st.lists(domains(max_length=120) | st.ip_addresses().map(str), min_size=1, max_size=5),
     country=st.none() | st.from_regex(r"[A-Za-z]{2}", fullmatch=True),
-    org=st.none() | plain_text, ou=st.none() | plain_text, locality=st.none() | plain_text,
+    org=st.none() | plain_text,
+    ou=st.none() | plain_text,
+    locality=st.none() | plain_text,
     email=st.none() | st.emails().filter(lambda e: len(e) <= 255 and "." in e.split("@")[1]),
 )
-def test_valid_fields_round_trip_through_csr_and_json(**values: object) -> None:
+def test_valid_fields_round_trip_through_csr_and_json(**values: Any) -> None:
     """Fields that validate make a CSR whose fields read back equal, and survive JSON."""
     try:
-        fields = RequestFields.from_values(key_type="ec", **values)  # type: ignore[arg-type]
+        fields = RequestFields.from_values(key_type="ec", **values)
     except InvalidRequest:
         event("rejected")
         return  # e.g. an st.emails() local part with a space; covered by the test above
@@ -355,18 +430,22 @@ def test_valid_fields_round_trip_through_csr_and_json(**values: object) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 
 
 @NO_DB
-@given(st.dictionaries(
-    st.sampled_from(["cn", "sans", "country", "org", "email", "key_type", "key_size"])
-    | st.text(max_size=8),
-    json_values, max_size=6,
-))
+@given(
+    st.dictionaries(
+        st.sampled_from(["cn", "sans", "country", "org", "email", "key_type", "key_size"])
+        | st.text(max_size=8),
+        json_values,
+        max_size=6,
+    )
+)
 def test_arbitrary_mappings_raise_only_invalid_request(table: dict[str, object]) -> None:
     """Any TOML/JSON-shaped table gives fields or an InvalidRequest, never another error."""
     try:
@@ -394,12 +473,16 @@ def test_generate_key_refuses_other_kinds(key_type: str, key_size: int) -> None:
 
 def test_csr_has_subject_in_usual_order_and_sans() -> None:
     """The CSR subject runs C, ST, L, O, OU, CN, emailAddress and carries DNS and IP SANs."""
-    csr = build_csr(ec_key(), RequestFields.from_values(**FULL))  # type: ignore[arg-type]
+    csr = build_csr(ec_key(), RequestFields.from_values(**FULL))
     assert csr.is_signature_valid
     assert isinstance(csr.signature_hash_algorithm, hashes.SHA256)
     assert [a.oid for a in csr.subject] == [
-        NameOID.COUNTRY_NAME, NameOID.STATE_OR_PROVINCE_NAME, NameOID.LOCALITY_NAME,
-        NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.COMMON_NAME,
+        NameOID.COUNTRY_NAME,
+        NameOID.STATE_OR_PROVINCE_NAME,
+        NameOID.LOCALITY_NAME,
+        NameOID.ORGANIZATION_NAME,
+        NameOID.ORGANIZATIONAL_UNIT_NAME,
+        NameOID.COMMON_NAME,
         NameOID.EMAIL_ADDRESS,
     ]
     san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
@@ -412,7 +495,7 @@ def test_csr_has_subject_in_usual_order_and_sans() -> None:
 def test_openssl_verifies_csr_and_shows_subject(kind: str, tmp_path: Path) -> None:
     """openssl req accepts the CSR's self-signature and prints the requested subject."""
     key: PrivateKey = rsa_key() if kind == "rsa2048" else ec_key()
-    path = write_csr(tmp_path / "req.csr", build_csr(key, RequestFields.from_values(**FULL)))  # type: ignore[arg-type]
+    path = write_csr(tmp_path / "req.csr", build_csr(key, RequestFields.from_values(**FULL)))
     assert openssl_verifies(path)
     shown = openssl("req", "-noout", "-subject", "-in", path)
     assert shown.stdout.strip() == FULL_SUBJECT
@@ -430,8 +513,11 @@ def test_openssl_verifies_rsa4096_csr(tmp_path: Path) -> None:
 
 def test_openssl_rejects_a_tampered_csr(tmp_path: Path) -> None:
     """The openssl check is real: a CSR whose signature is broken fails verification."""
-    der = bytearray(build_csr(ec_key(), RequestFields.from_values(cn="a.example"))
-                    .public_bytes(serialization.Encoding.DER))
+    der = bytearray(
+        build_csr(ec_key(), RequestFields.from_values(cn="a.example")).public_bytes(
+            serialization.Encoding.DER
+        )
+    )
     der[-3] ^= 0x01  # inside the signature's r/s integers
     path = tmp_path / "bad.der"
     path.write_bytes(bytes(der))
@@ -443,7 +529,7 @@ def test_openssl_rejects_a_tampered_csr(tmp_path: Path) -> None:
 
 def test_openssl_ca_copying_the_request_makes_no_differences(tmp_path: Path) -> None:
     """A certificate signed by openssl from the CSR, extensions copied, differs in nothing."""
-    fields = RequestFields.from_values(**FULL)  # type: ignore[arg-type]
+    fields = RequestFields.from_values(**FULL)
     path = write_csr(tmp_path / "req.csr", build_csr(rsa_key(), fields))
     cert = openssl_ca_sign(tmp_path, path, "-copy_extensions", "copy")
     assert differences(fields, cert) == []
@@ -463,8 +549,9 @@ def test_openssl_ca_changing_the_subject_is_a_difference(tmp_path: Path) -> None
     """When the CA rewrites the subject, differences names each changed attribute."""
     fields = RequestFields.from_values(cn="www.example.com", country="DE", org="Acme", ou="Ops")
     path = write_csr(tmp_path / "req.csr", build_csr(ec_key(), fields))
-    cert = openssl_ca_sign(tmp_path, path, "-copy_extensions", "copy",
-                           "-subj", "/C=DE/O=Acme Ltd/CN=www.example.com")
+    cert = openssl_ca_sign(
+        tmp_path, path, "-copy_extensions", "copy", "-subj", "/C=DE/O=Acme Ltd/CN=www.example.com"
+    )
     assert differences(fields, cert) == [
         "The CA changed O from 'Acme' to 'Acme Ltd'.",
         "The CA removed OU 'Ops'.",
@@ -474,13 +561,20 @@ def test_openssl_ca_changing_the_subject_is_a_difference(tmp_path: Path) -> None
 def test_differences_name_removed_sans_and_extra_attributes() -> None:
     """Removed SANs, added attributes and non-DNS SANs each get a sentence."""
     fields = RequestFields.from_values(cn="a.example", sans=["a.example", "b.example"])
-    subject = x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME, "a.example"),
-        x509.NameAttribute(NameOID.SERIAL_NUMBER, "42"),
-    ])
-    cert = self_signed(ec_key(), subject, [
-        x509.DNSName("A.example"), x509.RFC822Name("ops@example.com"),
-    ])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "a.example"),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, "42"),
+        ]
+    )
+    cert = self_signed(
+        ec_key(),
+        subject,
+        [
+            x509.DNSName("A.example"),
+            x509.RFC822Name("ops@example.com"),
+        ],
+    )
     assert differences(fields, cert) == [
         "The CA added the subject attribute serialNumber=42.",
         "The CA removed the SAN 'b.example'.",
@@ -493,7 +587,7 @@ def test_differences_name_removed_sans_and_extra_attributes() -> None:
 
 def test_fields_of_reads_a_csr_back() -> None:
     """fields_of recovers the fields and the key's type and size from a CSR."""
-    fields = RequestFields.from_values(**FULL)  # type: ignore[arg-type]
+    fields = RequestFields.from_values(**FULL)
     assert fields_of(build_csr(rsa_key(), fields)) == fields
 
 
@@ -506,16 +600,19 @@ def test_renewal_csr_has_the_certificates_subject_and_sans() -> None:
     csr = build_csr(rsa_key(), fields)
     assert csr.subject == cert.subject
     sans = x509.SubjectAlternativeName
-    assert (csr.extensions.get_extension_for_class(sans).value
-            == cert.extensions.get_extension_for_class(sans).value)
+    assert (
+        csr.extensions.get_extension_for_class(sans).value
+        == cert.extensions.get_extension_for_class(sans).value
+    )
     assert (fields.key_type, fields.key_size) == ("rsa", 2048)
     assert differences(fields, cert) == []
 
 
 def test_certificate_without_cn_takes_the_first_san() -> None:
     """A SAN-only certificate renews with its first SAN as the CN."""
-    cert = self_signed(ec_key(), x509.Name([]), [x509.DNSName("a.example"),
-                                                 x509.DNSName("b.example")])
+    cert = self_signed(
+        ec_key(), x509.Name([]), [x509.DNSName("a.example"), x509.DNSName("b.example")]
+    )
     fields = fields_of_certificate(cert, ec_key())
     assert (fields.cn, fields.sans) == ("a.example", ("a.example", "b.example"))
 
@@ -529,18 +626,23 @@ def test_certificate_without_sans_keeps_its_cn_as_san() -> None:
 
 def test_reading_back_what_certdrop_cannot_ask_for_is_invalid() -> None:
     """Extra attributes, repeated OUs, other SAN types and other keys are all listed."""
-    subject = x509.Name([
-        x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "example"),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "A"),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "B"),
-        x509.NameAttribute(NameOID.COMMON_NAME, "a.example"),
-    ])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "example"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "A"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "B"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "a.example"),
+        ]
+    )
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(subject)
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("a.example"), x509.UniformResourceIdentifier("https://a.example/")]
-        ), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("a.example"), x509.UniformResourceIdentifier("https://a.example/")]
+            ),
+            critical=False,
+        )
         .sign(ed25519.Ed25519PrivateKey.generate(), None)
     )
     with pytest.raises(InvalidRequest) as caught:

@@ -249,13 +249,19 @@ def test_recovery_finishes_a_claimed_drop(make_intake):
     """A drop claimed but not processed before a crash is processed at start-up."""
     intake = make_intake()
     h = hierarchy(slot=19)
-    claim = intake.inbox / ".claimed" / "00000000000000000001"
-    claim.mkdir()
-    (claim / "crashed.pem").write_bytes(h.chain_pem + h.leaf.key_pem())
+    claim = intake.inbox / ".claimed" / "00000000000000000001.crashed.pem"
+    claim.write_bytes(h.chain_pem + h.leaf.key_pem())
+    long_name = "x" * 220 + ".pem"
+    folder = intake.inbox / ".claimed" / "00000000000000000002"
+    folder.mkdir()
+    (folder / long_name).write_bytes(b"garbage")
     outcomes = intake.recover()
-    assert [o.result for o in outcomes] == ["accepted"]
+    assert [(o.file, o.result) for o in outcomes] == [
+        ("crashed.pem", "accepted"), (long_name, "rejected")
+    ]
     assert intake.inventory.entry("crashed") is not None
-    assert not claim.exists()
+    assert os.listdir(intake.inbox / ".claimed") == []
+    assert (intake.inbox / "rejected" / long_name).exists()
 
 
 def test_state_files_are_private(make_intake):

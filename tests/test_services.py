@@ -27,6 +27,7 @@ from services import (
     Postfix,
     SmtpSink,
     Sshd,
+    any_alive,
     free_port,
     need,
     run,
@@ -161,6 +162,9 @@ def test_nginx_reload_serves_the_new_certificate(
         assert result.ok, result.detail
         assert result.seen == new.sha256
         assert result.attempts >= 3
+        stale = wait_for_fingerprint(url, old.sha256.upper(), timeout=0.3)
+        assert (stale.ok, stale.seen) == (False, new.sha256)
+        assert "still serves" in stale.detail
 
 
 def test_nginx_reload_refuses_a_mismatched_pair(
@@ -179,20 +183,17 @@ def test_nginx_reload_refuses_a_mismatched_pair(
 
 
 def test_nginx_stop_leaves_no_process(tmp_path: Path, two_leaves: tuple[Leaf, Leaf]) -> None:
-    """Leaving the Nginx context stops the master and all its workers."""
+    """Leaving the Nginx context, even by an exception, stops the master and all workers."""
     old, _ = two_leaves
-    with Nginx(tmp_path / "nginx", [(free_port(), old.fullchain, old.key)]) as nginx:
-        pids = [
-            int(p) for p in Path(f"/proc/{nginx.pid}/task/{nginx.pid}/children").read_text().split()
-        ]
-        pids.append(nginx.pid)
+    with (
+        pytest.raises(ZeroDivisionError),
+        Nginx(tmp_path / "nginx", [(free_port(), old.fullchain, old.key)]) as nginx,
+    ):
+        assert nginx.process is not None
+        pids = nginx.process.pids()
         assert len(pids) == 3  # the master and two workers
-    assert not [
-        pid
-        for pid in pids
-        if Path(f"/proc/{pid}").exists()
-        and Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    ]
+        raise ZeroDivisionError
+    assert any_alive(pids) == []
 
 
 # --------------------------------------------------------------------------- probe errors
@@ -296,7 +297,11 @@ def test_postfix_relays_with_its_client_certificate(ca: trustme.CA, tmp_path: Pa
     ):
         postfix.send_test_message()
         seen = sink.wait_for_message(timeout=15)
+        assert postfix.process is not None
+        pids = postfix.process.pids()
+        assert postfix.pid in pids
     assert seen == client.sha256
+    assert any_alive(pids) == []
 
 
 # --------------------------------------------------------------------------- sshd
@@ -337,6 +342,18 @@ def test_sshd_drop_user_cannot_leave_the_chroot(tmp_path: Path) -> None:
     ):
         assert sftp.listdir("/") == ["inbox"]
         assert sftp.listdir("/..") == ["inbox"]
+
+
+def test_sshd_stop_ends_open_sessions(tmp_path: Path) -> None:
+    """Leaving the Sshd context also kills the per-connection sshd of a client still connected."""
+    with Sshd(tmp_path / "sshd") as sshd, sshd.paramiko_client() as client:
+        sftp = client.open_sftp()
+        assert sshd.process is not None
+        pids = sshd.process.pids()
+        assert len(pids) >= 2  # the listener and the session
+        sshd.stop()
+        assert any_alive(pids) == []
+        sftp.close()
 
 
 # --------------------------------------------------------------------------- pebble

@@ -118,7 +118,7 @@ class Intake:
         self.inbox = config.inbox
         self.anchors = load_anchors(config.ca_bundle)
         self.passphrases = configuration.read_passphrases(config)
-        (self.inbox / CLAIMED).mkdir(mode=0o700, exist_ok=True)
+        self._claim_root()
 
     # -- the inbox ------------------------------------------------------------------
     def pending(self) -> list[str]:
@@ -136,45 +136,57 @@ class Intake:
     def recover(self) -> list[Outcome]:
         """Finish every drop that was claimed but whose claim was not cleaned up."""
         outcomes = []
-        claimed = self.inbox / CLAIMED
-        for claim in sorted(os.listdir(claimed)):
-            folder = claimed / claim
-            files = os.listdir(folder) if folder.is_dir() else []
-            if not files:
-                shutil.rmtree(folder, ignore_errors=True)
-                continue
+        for claim, path in _claimed(self._claim_root()):
+            name = _drop_name(path)
+            _forget_inbox_twin(self.inbox / name, path)
             done = self.inventory.drop_result(claim)
             if done is not None:
                 outcome = Outcome(
                     done["file"], done["result"], [], done["code"] or "", done["reason"] or ""
                 )
-                self._finish(claim, folder / files[0], outcome)
+                self._finish(path, outcome)
                 outcomes.append(outcome)
             else:
-                outcomes.append(self._process_claimed(claim, folder / files[0]))
+                outcomes.append(self._process_claimed(claim, path))
         return outcomes
 
     def process(self, name: str) -> Outcome | None:
         """Claim and process ``inbox/name``; None when it is gone (already handled)."""
         claim = f"{time.time_ns():020d}"
-        folder = self.inbox / CLAIMED / claim
-        folder.mkdir(mode=0o700)
-        try:
-            os.rename(self.inbox / name, folder / name)
-        except FileNotFoundError:
-            folder.rmdir()
+        root = self._claim_root()
+        if len(os.fsencode(name)) <= 200:
+            target = root / f"{claim}.{name}"
+        else:  # keep the whole name: it would not fit behind the claim id
+            (root / claim).mkdir(mode=0o700)
+            target = root / claim / name
+        if not _claim(self.inbox / name, target):
+            if target.parent != root:
+                target.parent.rmdir()
             return None
-        return self._process_claimed(claim, folder / name)
+        return self._process_claimed(claim, target)
+
+    def _claim_root(self) -> Path:
+        """inbox/.claimed, re-made if the uploader replaced it (say, with a symlink)."""
+        root = self.inbox / CLAIMED
+        try:
+            st = os.lstat(root)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+                return root
+            os.rename(root, self.inbox / f".claimed-suspect-{time.time_ns()}")
+        except FileNotFoundError:
+            pass
+        root.mkdir(mode=0o700)
+        return root
 
     # -- one drop -------------------------------------------------------------------
     def _process_claimed(self, claim: str, path: Path) -> Outcome:
-        file = path.name
+        file = _drop_name(path)
         work = _Work()
         try:
             data = self._read(path)
             if file.endswith(REQUEST_SUFFIX) and self.on_request is not None:
                 outcome = self.on_request(file, data, claim)
-                self._finish(claim, path, outcome)
+                self._finish(path, outcome)
                 return outcome
             pieces = assemble.sort_pieces(parse(data, self.passphrases))
             with self.inventory.transaction():
@@ -188,14 +200,14 @@ class Intake:
                 self.inventory.record_drop(
                     claim, file, "rejected", iso(self.clock()), rejection.code, rejection.reason
                 )
-            self._finish(claim, path, outcome)
+            self._finish(path, outcome)
             return outcome
         if work.intermediates:
             self._pool = None  # the pool grew: reload it from the committed state
         for level, event, fields in work.events:
             getattr(self.log, level)(event, **fields)
         outcome = Outcome(file, result, work.recorded)
-        self._finish(claim, path, outcome, work)
+        self._finish(path, outcome, work)
         return outcome
 
     def _read(self, path: Path) -> bytes:
@@ -450,13 +462,13 @@ class Intake:
         return self._pool
 
     def _add_to_pool(self, cert: x509.Certificate, work: _Work) -> None:
-        self.inventory.add_to_pool(
+        if self.inventory.add_to_pool(
             chains.fingerprint(cert), chains.to_pem([cert]), chains.describe_name(cert.subject)
-        )
-        work.intermediates += 1
+        ):
+            work.intermediates += 1
 
     # -- results --------------------------------------------------------------------
-    def _finish(self, claim: str, path: Path, outcome: Outcome, work: _Work | None = None) -> None:
+    def _finish(self, path: Path, outcome: Outcome, work: _Work | None = None) -> None:
         """Log the drop's one final event and clear the claim (the result is committed)."""
         if outcome.result == "rejected":
             self._reject(path, outcome)
@@ -479,7 +491,8 @@ class Intake:
             self.log.info(
                 "drop.accepted", file=outcome.file, certificates=outcome.recorded, **extra
             )
-        shutil.rmtree(path.parent, ignore_errors=True)
+        if path.parent.name != CLAIMED:
+            shutil.rmtree(path.parent, ignore_errors=True)
 
     def _reject(self, path: Path, outcome: Outcome) -> None:
         folder = self.inbox / REJECTED
@@ -487,9 +500,10 @@ class Intake:
             folder.mkdir()
             folder.chmod(0o755)  # the uploader reads its reasons here; the umask is 077
             _match_owner(folder, self.inbox)
-        target = folder / path.name
+        name = _drop_name(path)
+        target = folder / name
         if os.path.lexists(target) and (target.is_dir() and not target.is_symlink()):
-            target = folder / f"{path.name}.{int(time.time())}"
+            target = folder / f"{name}.{int(time.time())}"
         if os.path.lexists(path):
             os.replace(path, target)
         reason = {
@@ -502,6 +516,60 @@ class Intake:
         atomic_write(reason_path, (json.dumps(reason, ensure_ascii=True) + "\n").encode(), 0o644)
         _match_owner(reason_path, self.inbox)
         fsync_dir(folder)
+
+
+def _claimed(root: Path) -> list[tuple[str, Path]]:
+    """(claim id, claimed path) of every claim under ``root``, oldest first."""
+    found = []
+    for entry in sorted(os.listdir(root)):
+        claim, dot, _ = entry.partition(".")
+        path = root / entry
+        if dot:
+            found.append((claim, path))
+        elif path.is_dir():
+            inside = os.listdir(path)
+            if inside:
+                found.append((claim, path / inside[0]))
+            else:
+                path.rmdir()
+    return found
+
+
+def _drop_name(claimed: Path) -> str:
+    """The drop's own file name from its claimed path."""
+    if claimed.parent.name == CLAIMED:
+        return claimed.name.partition(".")[2]
+    return claimed.name
+
+
+def _claim(source: Path, target: Path) -> bool:
+    """Move ``source`` to ``target``; False if it is gone.
+
+    Link + unlink rather than rename: a rename out of the watched inbox is an unmatched
+    IN_MOVED_FROM, which watchdog holds for 0.5 s to pair it, stalling every event
+    behind it. Folders and files we may not link (protected_hardlinks) are renamed.
+    """
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.rename(source, target)
+        except FileNotFoundError:
+            return False
+        return True
+    _forget_inbox_twin(source, target)
+    return True
+
+
+def _forget_inbox_twin(source: Path, claimed: Path) -> None:
+    """Unlink ``source`` if it is the very file now claimed (never a newer upload)."""
+    try:
+        if os.path.samestat(os.lstat(source), os.lstat(claimed)):
+            os.unlink(source)
+    except FileNotFoundError:
+        pass
 
 
 def _kind(mode: int) -> str:

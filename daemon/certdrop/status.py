@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,23 +18,23 @@ def snapshot(config: Config, inventory: Inventory) -> dict[str, Any]:
         if row["desired"] and name in config.services:
             used_by.setdefault(row["desired"], []).append(name)
     certificates = []
-    for e in inventory.entries():
-        certificates.append(
-            {
-                "name": e.name,
-                "status": e.status,
-                "subject": e.subject,
-                "sans": e.sans,
-                "issuer": e.issuer,
-                "not_before": e.not_before,
-                "not_after": e.not_after,
-                "sha256": e.sha256,
-                "key": {"type": e.key_type, "bits": e.key_bits},
-                "services": sorted(used_by.get(e.name, [])),
-                "trusted": e.trusted,
-                **({"renews": e.renews} if e.renews else {}),
-            }
-        )
+    for e in inventory.summaries():
+        cert: dict[str, Any] = {
+            "name": e["name"],
+            "status": e["status"],
+            "subject": e["subject"],
+            "sans": json.loads(e["sans"] or "[]"),
+            "issuer": e["issuer"],
+            "not_before": e["not_before"],
+            "not_after": e["not_after"],
+            "sha256": e["sha256"],
+            "key": {"type": e["key_type"], "bits": e["key_bits"]},
+            "services": sorted(used_by.get(e["name"], [])),
+            "trusted": bool(e["trusted"]),
+        }
+        if e["renews"]:
+            cert["renews"] = e["renews"]
+        certificates.append(cert)
     held = [
         {"kind": r["kind"], "from": r["from_file"], "since": r["since"]} for r in inventory.held()
     ]

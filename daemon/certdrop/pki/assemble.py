@@ -82,6 +82,11 @@ def check_certificate(
     if problem is not None:
         raise Rejection("weak_key", problem)
     chain = chains.build_chain(leaf, candidates, anchors)
+    # Before the chain check: cryptography will not verify SHA-1/MD5 signatures, so a
+    # weakly signed certificate also looks "broken", and weak_signature is the true reason.
+    weak = chains.signature_problem(chain.bundle)
+    if weak is not None:
+        raise Rejection("weak_signature", weak)
     if chain.broken is not None:
         raise Rejection(
             "chain_invalid",
@@ -92,9 +97,6 @@ def check_certificate(
         found = chains.validity_problem(cert, now)
         if found is not None:
             raise Rejection(*found)
-    weak = chains.signature_problem(chain.bundle)
-    if weak is not None:
-        raise Rejection("weak_signature", weak)
     return chain
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -30,8 +32,13 @@ def is_self_signed(cert: x509.Certificate) -> bool:
     return cert.issuer == cert.subject and issued_by(cert, cert)
 
 
+@functools.lru_cache(maxsize=4096)
 def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """True when ``issuer``'s name and signature both vouch for ``cert``."""
+    """True when ``issuer``'s name and signature both vouch for ``cert``.
+
+    Memoized (a pure function of two immutable certificates): every drop from one CA
+    re-checks the same intermediate against the same root.
+    """
     try:
         cert.verify_directly_issued_by(issuer)
     except Exception:  # noqa: BLE001 - ValueError, TypeError, InvalidSignature, unsupported algs
@@ -106,7 +113,7 @@ def build_chain(
     chain: list[x509.Certificate] = []
     current = leaf
     used = {leaf.public_bytes(Encoding.DER)}
-    while len(chain) < MAX_DEPTH:
+    while True:
         anchor = anchors.issuer_of(current)
         if anchor is not None:
             return Chain(leaf, tuple(chain), anchor)
@@ -123,10 +130,14 @@ def build_chain(
         if issuer is None:
             broken = describe_name(current.subject) if named else None
             return Chain(leaf, tuple(chain), None, broken)
+        # Counted here, so MAX_DEPTH intermediates still reach their anchor or their
+        # self-signed root (which is taken one step past the limit, then dropped above).
+        if len(chain) == MAX_DEPTH and not is_self_signed(issuer):
+            too_deep = f"{describe_name(leaf.subject)} (chain too deep)"
+            return Chain(leaf, tuple(chain), None, too_deep)
         used.add(issuer.public_bytes(Encoding.DER))
         chain.append(issuer)
         current = issuer
-    return Chain(leaf, tuple(chain), None, f"{describe_name(leaf.subject)} (chain too deep)")
 
 
 def describe_name(name: x509.Name) -> str:
@@ -158,7 +169,14 @@ def validity_problem(cert: x509.Certificate, now: datetime) -> tuple[str, str] |
 def signature_problem(certs: Sequence[x509.Certificate]) -> str | None:
     """A reason when any certificate in the bundle is signed with SHA-1 or MD5."""
     for cert in certs:
-        algorithm = cert.signature_hash_algorithm
+        try:
+            algorithm = cert.signature_hash_algorithm
+        except UnsupportedAlgorithm:  # an OID cryptography does not know: refuse, don't crash
+            return (
+                f"the certificate {describe_name(cert.subject)} is signed with an unknown "
+                f"algorithm ({cert.signature_algorithm_oid.dotted_string}); have it reissued "
+                "with SHA-256"
+            )
         if algorithm is None or algorithm.name in ("sha1", "md5"):
             name = "none" if algorithm is None else algorithm.name.upper()
             return (
@@ -186,7 +204,9 @@ def covers(cert: x509.Certificate, hostname: str) -> bool:
         pattern = name.lower().rstrip(".")
         if pattern == host:
             return True
-        if pattern.startswith("*.") and "." in host and host.split(".", 1)[1] == pattern[2:]:
+        first, dot, rest = host.partition(".")
+        # The wildcard stands for exactly one non-empty label ("*.a.b" never covers ".a.b").
+        if pattern.startswith("*.") and first and dot and rest == pattern[2:]:
             return True
     return False
 

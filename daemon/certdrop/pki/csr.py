@@ -336,7 +336,14 @@ def _check_text(field: str, raw: str, problems: list[str], *, required: bool = F
             problems.append(f"{field} is empty; give the certificate's common name")
         return None
     limit = _LIMIT[field]
-    if field != "country" and len(value) > limit:
+    if field == "cn":
+        # RFC 5280 counts characters, but cryptography refuses a CN over 64 UTF-8 bytes.
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            unit = "characters long" if size == len(value) else "bytes long in UTF-8"
+            problems.append(f"cn is {size} {unit}; the limit is {limit}")
+            return None
+    elif field != "country" and len(value) > limit:
         problems.append(f"{field} is {len(value)} characters long; the limit is {limit}")
         return None
     return value
@@ -498,8 +505,8 @@ def _read(
         field = by_oid.get(attr.oid)
         if field is None or not isinstance(attr.value, str):
             problems.append(
-                f"the subject attribute {attr.rfc4514_string(_MORE_NAMES)} is not supported; certdrop "
-                "asks only for C, ST, L, O, OU, CN and emailAddress"
+                f"the subject attribute {attr.rfc4514_string(_MORE_NAMES)} is not supported; "
+                "certdrop asks only for C, ST, L, O, OU, CN and emailAddress"
             )
         else:
             found.setdefault(field, []).append(attr.value)

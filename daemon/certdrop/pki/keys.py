@@ -66,6 +66,8 @@ def proves_possession(key: PrivateKey, public_key: object) -> bool:
     """
     try:
         if isinstance(key, rsa.RSAPrivateKey) and isinstance(public_key, rsa.RSAPublicKey):
+            if not _rsa_consistent(key):
+                return False
             signature = key.sign(_PROOF, padding.PKCS1v15(), hashes.SHA256())
             public_key.verify(signature, _PROOF, padding.PKCS1v15(), hashes.SHA256())
             return True
@@ -80,6 +82,22 @@ def proves_possession(key: PrivateKey, public_key: object) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return False
+
+
+def _rsa_consistent(key: rsa.RSAPrivateKey) -> bool:
+    # A signature alone cannot catch a damaged p, q or CRT value: OpenSSL checks its CRT
+    # result and silently recomputes it with d, so a damaged key still signs correctly here
+    # and then fails in TLS libraries without that fallback. These checks are microseconds.
+    numbers = key.private_numbers()
+    p, q, d = numbers.p, numbers.q, numbers.d
+    return (
+        p > 1
+        and q > 1
+        and p * q == numbers.public_numbers.n
+        and numbers.dmp1 == d % (p - 1)
+        and numbers.dmq1 == d % (q - 1)
+        and numbers.iqmp * q % p == 1
+    )
 
 
 def key_problem(key: PrivateKey | PublicKey) -> str | None:

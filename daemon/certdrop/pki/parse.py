@@ -22,7 +22,12 @@ from certdrop.pki.keys import PrivateKey
 
 T = TypeVar("T")
 
-_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 #]{1,40})-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+# A block's body never holds "-----", so it stops at the next BEGIN/END line: a lazy ".*?"
+# instead scanned to the end of the file from every BEGIN line (minutes for a 1 MB drop of
+# BEGIN lines) and let a truncated block swallow the complete block after it.
+_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 #]{1,40})-----\r?\n([^-]*(?:-(?!----)[^-]*)*)-----END \1-----"
+)
 _BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 #]{1,40})-----")
 _CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
 _KEY_LABELS = {b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY", b"ENCRYPTED PRIVATE KEY"}
@@ -58,10 +63,10 @@ def _parse_pem(data: bytes, passphrases: Sequence[bytes]) -> Parsed:
     keys: list[PrivateKey] = []
     csrs: list[x509.CertificateSigningRequest] = []
     unknown: list[str] = []
-    ends = 0
+    starts: set[int] = set()
     for match in _BLOCK.finditer(data):
         label, block = match.group(1), match.group(0)
-        ends = match.end()
+        starts.add(match.start())
         if label in _CERT_LABELS:
             if label == b"TRUSTED CERTIFICATE":
                 unknown.append(label.decode())
@@ -75,8 +80,8 @@ def _parse_pem(data: bytes, passphrases: Sequence[bytes]) -> Parsed:
             certs.extend(_load("PKCS#7 bundle", pkcs7.load_pem_pkcs7_certificates, block))
         elif label not in _IGNORED_LABELS:
             unknown.append(label.decode())
-    # A BEGIN line after the last complete block means the upload stopped part-way.
-    dangling = _BEGIN.search(data, ends)
+    # A BEGIN line that starts no complete block means the upload stopped part-way.
+    dangling = next((m for m in _BEGIN.finditer(data) if m.start() not in starts), None)
     if dangling is not None:
         raise Rejection(
             "truncated",
@@ -129,15 +134,20 @@ def _parse_der(data: bytes, passphrases: Sequence[bytes]) -> Parsed:
 
 
 def _der_length(data: bytes) -> int | None:
-    """Total length an outer DER SEQUENCE declares, or None if the header is not DER."""
+    """Total length an outer DER SEQUENCE declares, or None if the header is not DER.
+
+    A header cut short declares at least its own full length, so it reads as truncated.
+    """
     if len(data) < 2:
-        return None
+        return 2
     first = data[1]
     if first < 0x80:
         return 2 + first
     count = first & 0x7F
-    if count == 0 or count > 4 or len(data) < 2 + count:
+    if count == 0 or count > 4:
         return None
+    if len(data) < 2 + count:
+        return 2 + count
     return 2 + count + int.from_bytes(data[2 : 2 + count], "big")
 
 
