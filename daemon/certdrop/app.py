@@ -148,6 +148,7 @@ class Daemon:
         self._dirty = False
         self._dirty_since = 0.0
         self.ctx: Context | None = None
+        self.stopping = threading.Event()
         self.extensions: list[Callable[[Daemon], None]] = []
 
     # -- producers (any thread) -----------------------------------------------------
@@ -184,6 +185,12 @@ class Daemon:
             job = self.queue.get()
             if job is None:
                 break
+            if self.stopping.is_set():
+                # Finish only the job under way: queued drops stay in the inbox for the
+                # next start, queued commands are told why they did not run.
+                job.error = "certdrop is stopping; run the command again after it restarts"
+                job.done.set()
+                continue
             try:
                 job.result = job.run()
             except CertdropError as exc:
@@ -310,6 +317,7 @@ class Daemon:
                 observer.stop()
                 for hook in ctx.hooks.get("on_stop", []):
                     hook()
+                self.stopping.set()
                 self.queue.put(None)
                 worker.join()
                 observer.join(timeout=5)
