@@ -205,17 +205,12 @@ class Inventory:
 
     def free_name(self, wanted: str) -> str:
         """``wanted`` if unused, else ``wanted-2``, ``wanted-3``, ..."""
-        names = {
-            r[0]
-            for r in self.db.execute(
-                "SELECT name FROM certificates WHERE name = ? OR name LIKE ? ESCAPE '\\'",
-                (wanted, _like_prefix(wanted) + "-%"),
-            )
-        }
-        if wanted not in names:
+        taken = "SELECT 1 FROM certificates WHERE name = ?"
+        # Primary-key probes only: a LIKE scan would grow with the inventory.
+        if self.db.execute(taken, (wanted,)).fetchone() is None:
             return wanted
         n = 2
-        while f"{wanted}-{n}" in names:
+        while self.db.execute(taken, (f"{wanted}-{n}",)).fetchone() is not None:
             n += 1
         return f"{wanted}-{n}"
 
@@ -270,6 +265,60 @@ class Inventory:
         )
         return cursor.rowcount == 1
 
+    # -- services (desired vs deployed) ---------------------------------------------
+    def service(self, name: str) -> sqlite3.Row | None:
+        """The service's row (desired, deployed_sha256, state, detail, updated), or None."""
+        return self.db.execute(  # type: ignore[no-any-return]
+            "SELECT name, desired, deployed_sha256, state, detail, updated FROM services "
+            "WHERE name = ?",
+            (name,),
+        ).fetchone()
+
+    def set_desired(self, name: str, desired: str, detail: str, at: str) -> None:
+        """Record the certificate ``name`` should have; it stays pending until proven."""
+        self.db.execute(
+            "INSERT INTO services (name, desired, state, detail, updated) "
+            "VALUES (?, ?, 'pending', ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "desired = excluded.desired, state = 'pending', detail = excluded.detail, "
+            "updated = excluded.updated",
+            (name, desired, detail, at),
+        )
+
+    def set_service_state(
+        self, name: str, state: str, detail: str, at: str, deployed_sha256: str | None = None
+    ) -> None:
+        """Set a service's state; ``deployed_sha256`` (when given) is what it proved to serve."""
+        self.db.execute(
+            "INSERT INTO services (name, deployed_sha256, state, detail, updated) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "deployed_sha256 = coalesce(excluded.deployed_sha256, deployed_sha256), "
+            "state = excluded.state, detail = excluded.detail, updated = excluded.updated",
+            (name, deployed_sha256, state, detail, at),
+        )
+
+    def sync_usage(self, services: set[str]) -> list[tuple[str, str]]:
+        """Make ``in_use`` exactly the entries some of ``services`` want; (name, status) changed."""
+        wanted = {
+            r["desired"]
+            for r in self.db.execute("SELECT name, desired FROM services WHERE desired IS NOT NULL")
+            if r["name"] in services
+        }
+        changed = []
+        in_use = {
+            r[0] for r in self.db.execute("SELECT name FROM certificates WHERE status = 'in_use'")
+        }
+        for name in sorted(in_use - wanted):
+            self.set_status(name, "unused")
+            changed.append((name, "unused"))
+        for name in sorted(wanted - in_use):
+            cursor = self.db.execute(
+                "UPDATE certificates SET status = 'in_use' WHERE name = ? AND status = 'unused'",
+                (name,),
+            )
+            if cursor.rowcount:
+                changed.append((name, "in_use"))
+        return changed
+
     # -- drops ----------------------------------------------------------------------
     def drop_result(self, claim: str) -> sqlite3.Row | None:
         return self.db.execute(  # type: ignore[no-any-return]
@@ -289,5 +338,3 @@ class Inventory:
         return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
 
-def _like_prefix(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

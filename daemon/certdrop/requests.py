@@ -6,6 +6,7 @@ Used by ``certdrop csr``, by ``NAME.request.toml`` drops and by renewals.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -40,11 +41,14 @@ def create_request(
     fields: RequestFields,
     *,
     renews: str | None = None,
+    in_transaction: Callable[[], None] | None = None,
 ) -> Path:
     """Make a key and CSR for ``fields``, record a ``requested`` entry, write the CSR.
 
     The CSR file is written (atomically, 0644) before the entry is committed, so a crash
     leaves at worst a CSR without an entry, never an entry whose CSR is missing.
+    ``in_transaction`` runs inside the entry's transaction (a request drop records its
+    result there, so both commit or neither does).
     """
     check_name(name, inventory)
     key = generate_key(fields.key_type, fields.key_size)
@@ -70,6 +74,8 @@ def create_request(
                 "created": iso(utc_now()),
             }
         )
+        if in_transaction is not None:
+            in_transaction()
     log.info(
         "csr.created",
         name=name,

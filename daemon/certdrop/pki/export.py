@@ -72,13 +72,14 @@ def export_p12(
 def read_password(data: bytes, *, source: str = "the password file") -> bytes:
     """The first line of a password file, as ``openssl ... -passin file:`` reads it.
 
-    The line ending (``\\n`` or ``\\r\\n``) is not part of the password. ``source`` names
-    the file in error messages, which never show its contents.
+    OpenSSL 3 strips only the ``\\n``: the CR of a CRLF file stays part of the password,
+    and so it does here, or a key exported from a Windows-edited file would not open with
+    ``-passin file:`` of that same file. A first line that is empty apart from CRs is
+    refused as empty. ``source`` names the file in error messages, which never show its
+    contents.
     """
     line = data.split(b"\n", 1)[0]
-    if line.endswith(b"\r"):
-        line = line[:-1]
-    if not line:
+    if not line.strip(b"\r"):
         raise UserError(f"{source} is empty; put the password on its first line")
     _check_password(line, source=source)
     return line
