@@ -14,20 +14,25 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from certdrop import config as configuration
-from certdrop import status, watcher
+from certdrop import request_drops, status, watcher
 from certdrop.errors import CertdropError, StateLocked, UserError
-from certdrop.files import private_dir
+from certdrop.files import private_dir, remove_stale_temps
 from certdrop.intake import Intake
 from certdrop.inventory import Inventory
 from certdrop.statuslog import Logger, StatusLogFile, open_log, write_snapshot
 
 SNAPSHOT_MAX_DELAY = 2.0  # seconds a burst may defer the status.json rewrite
+# A file the start-up scan finds may still be written (no daemon saw it open): it waits
+# until it has been unchanged this long, or until its close event comes first.
+SETTLE_SECONDS = 2.0
+# The watchdog stops pinging when one job has run longer than its own timeouts allow.
+STALL_FLOOR_SECONDS = 600.0
 
 # Functions that attach features (deploy, expiry, metrics) to a starting daemon.
 EXTENSIONS: list[Callable[[Daemon], None]] = []
@@ -89,7 +94,9 @@ def open_context(
 ) -> tuple[Context, StatusLogFile]:
     log, sink = open_log(config.status_log, echo=echo)
     inventory = Inventory(config.state / "inventory.sqlite3")
-    ctx = Context(config, inventory, log, Intake(config, inventory, log))
+    intake = Intake(config, inventory, log)
+    intake.on_request = request_drops.on_request(intake)  # NAME.request.toml drops
+    ctx = Context(config, inventory, log, intake)
     return ctx, sink
 
 
@@ -150,6 +157,9 @@ class Daemon:
         self.ctx: Context | None = None
         self.stopping = threading.Event()
         self.extensions: list[Callable[[Daemon], None]] = []
+        self.busy: tuple[str, float] | None = None  # the worker's job and its start
+        self.worker: threading.Thread | None = None
+        self.observer: threading.Thread | None = None
 
     # -- producers (any thread) -----------------------------------------------------
     def submit_drop(self, name: str) -> None:
@@ -158,6 +168,20 @@ class Daemon:
                 return
             self._pending.add(name)
         self.queue.put(_Job("drop", lambda: self._drop(name)))
+
+    def submit_found(self, name: str) -> None:
+        """Submit a drop the start-up scan found, once it has settled (SETTLE_SECONDS)."""
+        try:
+            age = time.time() - os.lstat(self.config.inbox / name).st_ctime
+        except FileNotFoundError:
+            return  # claimed already, or gone
+        if age >= SETTLE_SECONDS:
+            self.submit_drop(name)
+            return
+        # Still being written, perhaps: its close event submits it; if none comes, this does.
+        timer = threading.Timer(SETTLE_SECONDS - age, self.submit_found, (name,))
+        timer.daemon = True
+        timer.start()
 
     def submit(self, name: str, fn: Callable[[], Any]) -> _Job:
         job = _Job(name, fn)
@@ -192,6 +216,7 @@ class Daemon:
                 job.done.set()
                 continue
             try:
+                self.busy = (job.name, time.monotonic())
                 job.result = job.run()
             except CertdropError as exc:
                 job.error = str(exc)
@@ -204,6 +229,7 @@ class Daemon:
                     detail=str(exc)[:200],
                 )
             finally:
+                self.busy = None
                 job.done.set()
             if self._dirty and (
                 self.queue.empty() or time.monotonic() - self._dirty_since > SNAPSHOT_MAX_DELAY
@@ -215,7 +241,10 @@ class Daemon:
     def _write_snapshot(self) -> None:
         assert self.ctx is not None
         self._dirty = False
-        write_snapshot(self.config.status_json, status.snapshot(self.config, self.ctx.inventory))
+        data = status.snapshot(self.config, self.ctx.inventory)
+        write_snapshot(self.config.status_json, data)
+        for hook in self.ctx.hooks.get("after_snapshot", []):
+            hook(data)  # in the worker: e.g. metrics publish what they serve from it
 
     # -- control socket -------------------------------------------------------------
     def _serve_control(self, server: socket.socket) -> None:
@@ -276,6 +305,8 @@ class Daemon:
         # Block before any thread starts so every thread inherits the mask.
         signal.pthread_sigmask(signal.SIG_BLOCK, handled)
         with state_lock(config.state):
+            for folder in (config.state, config.outbox, config.inbox / "rejected"):
+                remove_stale_temps(folder)  # left by a kill -9 in the middle of a write
             ctx, sink = open_context(config, echo=None)
             self.ctx = ctx
             for extension in self.extensions:
@@ -288,12 +319,12 @@ class Daemon:
             server.listen(8)
             threading.Thread(target=self._serve_control, args=(server,), daemon=True).start()
 
-            worker = threading.Thread(target=self._work, name="certdrop-worker")
+            worker = self.worker = threading.Thread(target=self._work, name="certdrop-worker")
             worker.start()
             self.submit("recover", self._recover)
-            observer = watcher.start(config.inbox, self.submit_drop)
+            observer = self.observer = watcher.start(config.inbox, self.submit_drop)
             for name in ctx.intake.pending():
-                self.submit_drop(name)
+                self.submit_found(name)
             for hook in ctx.hooks.get("on_start", []):
                 hook()
             # Logged once the watcher runs: a drop made after this line is never missed.
@@ -305,15 +336,18 @@ class Daemon:
                 pid=os.getpid(),
             )
             notify("READY=1")
+            pinger = self._start_watchdog()
             try:
                 while True:
                     sig = signal.sigwait(handled)
                     if sig == signal.SIGHUP:
-                        self.submit("reload", self._reload)
+                        notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+                        self.submit("reload", self._reload_then_ready)
                         continue
                     break
             finally:
                 notify("STOPPING=1")
+                pinger.set()
                 observer.stop()
                 for hook in ctx.hooks.get("on_stop", []):
                     hook()
@@ -328,12 +362,78 @@ class Daemon:
                 sink.close()
         return 0
 
+    def _reload_then_ready(self) -> None:
+        try:
+            self._reload()
+        finally:
+            notify("READY=1")  # ends systemd's "reloading", whether it took or was refused
+
+    # -- the systemd watchdog -------------------------------------------------------
+    def stall_seconds(self) -> float:
+        """How long one job may legitimately run: its renewal or reload and probe budgets."""
+        services = self.config.services.values()
+        deploy = sum(s.reload_timeout_seconds + s.probe_timeout_seconds for s in services)
+        return STALL_FLOOR_SECONDS + self.config.renewal_timeout_seconds + 2 * deploy
+
+    def health(self) -> str | None:
+        """None while the daemon does its job; else what is wrong (the watchdog goes quiet).
+
+        A ping from a timer alone proves only that the process lives. This one vouches
+        that the worker thread runs and is not stuck in one job beyond every timeout it
+        has, and that the inbox watcher runs: otherwise drops would wait forever.
+        """
+        if self.worker is None or not self.worker.is_alive():
+            return "the worker thread has stopped"
+        if self.observer is None or not self.observer.is_alive():
+            return "the inbox watcher has stopped"
+        busy = self.busy
+        if busy is not None and time.monotonic() - busy[1] > self.stall_seconds():
+            return f"the job {busy[0]!r} has run for {time.monotonic() - busy[1]:.0f} s"
+        return None
+
+    def _start_watchdog(self) -> threading.Event:
+        """Ping systemd every WATCHDOG_USEC / 2 while healthy; returns the stop event."""
+        stop = threading.Event()
+        interval = watchdog_interval(os.environ)
+        if interval is None:
+            return stop
+
+        def ping() -> None:
+            reported = None
+            while not stop.wait(interval):
+                problem = self.health()
+                if problem is None:
+                    notify("WATCHDOG=1")
+                elif problem != reported and self.ctx is not None:
+                    self.ctx.log.error(
+                        "daemon.unhealthy",
+                        reason=problem,
+                        detail="watchdog pings stopped; systemd will restart certdrop",
+                    )
+                    notify(f"STATUS=unhealthy: {problem}")
+                reported = problem
+
+        threading.Thread(target=ping, name="certdrop-watchdog", daemon=True).start()
+        return stop
+
     def _recover(self) -> None:
         assert self.ctx is not None
         if self.ctx.intake.recover():
             self.changed()
         for hook in self.ctx.hooks.get("after_recover", []):
             hook()
+
+
+def watchdog_interval(environ: Mapping[str, str]) -> float | None:
+    """Seconds between watchdog pings (half of WATCHDOG_USEC), None when not asked for."""
+    try:
+        usec = int(environ.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    pid = environ.get("WATCHDOG_PID", "")
+    if usec <= 0 or (pid and pid != str(os.getpid())):
+        return None
+    return usec / 2_000_000
 
 
 def notify(message: str) -> None:

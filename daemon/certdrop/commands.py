@@ -3,4 +3,5 @@ commands (@app.command) and daemon extensions (app.EXTENSIONS). Importing them h
 what makes them part of the CLI and the daemon.
 """
 
-from certdrop import requests  # noqa: F401
+# watch after assignment: its after_drop hook runs after the hostname auto-assignment.
+from certdrop import assignment, check, csr_cli, export_cli, requests, watch  # noqa: F401

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import grp
+import pwd
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from certdrop.errors import ConfigError
 
 ROLES = ("https", "smtp-server", "smtp-client")
 KEY_FORMATS = ("pkcs1", "pkcs8")
 PLACEHOLDERS = ("{csr}", "{name}", "{inbox}", "{outbox}")
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class Config:
     renew_before_days: int = 0
     renewal_command: tuple[str, ...] = ()
     renewal_timeout_seconds: float = 300.0
+    renewal_retry_base_seconds: float = 300.0
     metrics_listen: str = ""
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
 
@@ -166,9 +172,10 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
     renew_before = int(expiry.number("renew_before_days", 0))
 
     renewal = _Reader(problems, "renewal.", top.table_of("renewal"))
-    renewal.unknown({"command", "timeout_seconds"})
+    renewal.unknown({"command", "timeout_seconds", "retry_base_seconds"})
     command = renewal.strings("command")
     renew_timeout = renewal.number("timeout_seconds", 300, minimum=1)
+    retry_base = renewal.number("retry_base_seconds", 300, minimum=0.1)
 
     metrics = _Reader(problems, "metrics.", top.table_of("metrics"))
     metrics.unknown({"listen"})
@@ -184,10 +191,17 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
         if not isinstance(table, dict):
             problems.append(f"services.{name} must be a table")
             continue
+        if not _SERVICE_NAME.fullmatch(name):
+            problems.append(
+                f"services.{name!r}: a service name must be 1-64 letters, digits, '.', '_' "
+                "or '-', starting with a letter or digit; rename the table"
+            )
+            continue
         service = _service(name, table, problems, path)
         if service is not None:
             services[name] = service
 
+    problems.extend(_shared_files(services))
     if problems:
         raise ConfigError(source, problems)
     return Config(
@@ -203,9 +217,54 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
         renew_before_days=renew_before,
         renewal_command=command,
         renewal_timeout_seconds=renew_timeout,
+        renewal_retry_base_seconds=retry_base,
         metrics_listen=listen,
         services=services,
     )
+
+
+def _is_host_port_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    return bool(parts.hostname)
+
+
+def _account_problems(where: str, owner: str, group: str) -> list[str]:
+    """Problems with a service's owner/group names: they must exist on this system."""
+    found = []
+    if owner:
+        try:
+            pwd.getpwnam(owner)
+        except KeyError:
+            found.append(f"{where}owner: there is no user {owner!r}; create it or fix the name")
+    if group:
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            found.append(f"{where}group: there is no group {group!r}; create it or fix the name")
+    return found
+
+
+def _shared_files(services: Mapping[str, ServiceConfig]) -> list[str]:
+    """Each file belongs to one service: two writers of one file would undo each other."""
+    owners: dict[Path, str] = {}
+    found = []
+    for name, svc in sorted(services.items()):
+        for key in ("cert_file", "key_file", "chain_file", "combined_file"):
+            file = getattr(svc, key)
+            if file is None:
+                continue
+            if file in owners:
+                found.append(
+                    f"services.{name}.{key} is the same file as {owners[file]} ({file}); give "
+                    "each service its own files, or merge the two services into one"
+                )
+            else:
+                owners[file] = f"services.{name}.{key}"
+    return found
 
 
 def _is_loopback_listen(listen: str) -> bool:
@@ -246,9 +305,19 @@ def _service(
         problems.append(f"{where}key_format must be pkcs1 or pkcs8, not {key_format!r}")
     files = {k: r.string(k) for k in ("cert_file", "key_file", "chain_file", "combined_file")}
     if not files["combined_file"] and not (files["cert_file"] and files["key_file"]):
-        problems.append(f"{where}cert_file and key_file (or combined_file) must be set")
-    if files["combined_file"] and (files["cert_file"] or files["key_file"]):
-        problems.append(f"{where}use either combined_file or cert_file + key_file, not both")
+        problems.append(
+            f"{where}cert_file and key_file (or combined_file) must be set: name the files "
+            "the service reads its certificate and key from"
+        )
+    if files["combined_file"] and (files["cert_file"] or files["key_file"] or files["chain_file"]):
+        problems.append(
+            f"{where}combined_file already holds key, leaf and intermediates: remove "
+            "cert_file, key_file and chain_file, or remove combined_file"
+        )
+    named = [path(v) for v in files.values() if v]
+    if len(set(named)) < len(named):
+        problems.append(f"{where}cert_file, key_file and chain_file must be different files")
+    problems.extend(_account_problems(where, r.string("owner"), r.string("group")))
     modes = {}
     for key, default in (("mode", 0o644), ("key_mode", 0o600)):
         raw = r.string(key, oct(default)[2:])
@@ -257,10 +326,25 @@ def _service(
         except ValueError:
             problems.append(f'{where}{key} must be an octal string like "0600", not {raw!r}')
             modes[key] = default
+        if not 0 <= modes[key] <= 0o777:
+            problems.append(f'{where}{key} must be between "0000" and "0777", not {raw!r}')
+            modes[key] = default
+    if modes["key_mode"] & 0o007:
+        problems.append(
+            f"{where}key_mode {modes['key_mode']:04o} lets every user read the private key; "
+            'use "0600" (or "0640" with group set to the service\'s group)'
+        )
     reload = r.strings("reload")
     probe = r.string("probe")
     if probe and not probe.startswith(("https://", "smtp://")):
         problems.append(f"{where}probe must start with https:// or smtp://, not {probe!r}")
+    elif probe and not _is_host_port_url(probe):
+        problems.append(f"{where}probe {probe!r} must be https://HOST:PORT or smtp://HOST:PORT")
+    if probe and role == "smtp-client":
+        problems.append(
+            f"{where}probe: an smtp-client shows its certificate only when it connects out, "
+            'so no handshake can prove it; set probe = ""'
+        )
     if len(problems) > before:
         return None
     return ServiceConfig(
@@ -288,8 +372,11 @@ def read_passphrases(config: Config) -> list[bytes]:
     found: list[bytes] = []
     for file in config.passphrase_files:
         try:
-            lines = file.read_bytes().splitlines()
+            data = file.read_bytes()
         except OSError:
             continue  # reported by `certdrop check`; a missing file must not stop intake
-        found.extend(line for line in lines if line)
+        found.extend(line for line in data.splitlines() if line)
+        # openssl -passin file: and `certdrop export` keep the CR of a CRLF line in the
+        # password, so a key exported with this very file must open with it too.
+        found.extend(line for line in data.split(b"\n") if line.strip(b"\r") and line[-1:] == b"\r")
     return found

@@ -46,3 +46,26 @@ def private_dir(path: Path) -> Path:
     if path.stat().st_mode & 0o077:
         path.chmod(0o700)
     return path
+
+
+def remove_stale_temps(folder: Path) -> list[str]:
+    """Remove the ``.NAME.PID.tmp`` files a writer killed mid-write left in ``folder``.
+
+    Only for the holder of the state lock, who is the only writer of these folders. The
+    folder is opened without following a symlink (the uploader owns inbox/rejected).
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return []  # missing, or not a real folder: nothing of ours to clean
+    removed = []
+    try:
+        for name in os.listdir(fd):
+            pid = name[:-4].rpartition(".")[2] if name.endswith(".tmp") else ""
+            if name.startswith(".") and pid.isdigit():
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    os.unlink(name, dir_fd=fd)
+                    removed.append(name)
+    finally:
+        os.close(fd)
+    return removed

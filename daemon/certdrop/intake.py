@@ -7,6 +7,8 @@ result is committed, so a crash at any point is finished by :meth:`Intake.recove
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -25,11 +27,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
 from certdrop import config as configuration
-from certdrop.errors import Rejection
-from certdrop.files import atomic_write, fsync_dir
+from certdrop.errors import InvalidRequest, Rejection
 from certdrop.inventory import Entry, Inventory
 from certdrop.pki import assemble, keys
 from certdrop.pki import chain as chains
+from certdrop.pki.csr import RequestFields, differences, fields_of
 from certdrop.pki.parse import parse
 from certdrop.statuslog import Logger, iso, utc_now
 
@@ -180,7 +182,7 @@ class Intake:
 
     # -- one drop -------------------------------------------------------------------
     def _process_claimed(self, claim: str, path: Path) -> Outcome:
-        file = _drop_name(path)
+        file = display_name(_drop_name(path))
         work = _Work()
         try:
             data = self._read(path)
@@ -307,7 +309,8 @@ class Intake:
         if existing is not None:
             work.duplicates.append(existing.name)
             return
-        request = inv.request_for_key(kid) if key is None else None
+        # A pending request for this key completes even when the key comes along too.
+        request = inv.request_for_key(kid)
         key_pem: bytes | None = None
         paired_with = file
         if key is not None:
@@ -369,6 +372,14 @@ class Intake:
         if self.inventory.key_pem_for(kid) is not None:
             work.duplicates.append("a request already in the inventory")
             return
+        if any(h["kind"] == "certificate" and h["key_id"] == kid for h in self.inventory.held()):
+            # The issued certificate came first and waits: the key completes it at once.
+            self._take_key(key, kid, file, work, self.clock())
+            return
+        try:
+            fields: RequestFields | None = fields_of(csr)
+        except InvalidRequest:
+            fields = None  # asks for more than certdrop can ask again; still a fine request
         name = self._free_name(entry_name(file), work)
         info = keys.describe(key)
         self.inventory.put_entry(
@@ -378,8 +389,9 @@ class Intake:
                 "key_id": kid,
                 "key_pem": keys.to_pem(key),
                 "csr_pem": csr.public_bytes(Encoding.PEM),
+                "request": None if fields is None else fields.to_mapping(),
                 "subject": chains.describe_name(csr.subject),
-                "sans": [],
+                "sans": [] if fields is None else list(fields.sans),
                 "key_type": info.type,
                 "key_bits": info.bits,
                 "created": iso(self.clock()),
@@ -422,6 +434,7 @@ class Intake:
                 created=request.created,
             )
         self.inventory.put_entry(row)
+        self._release_held(kid, info["sha256"])
         work.recorded.append(name)
         fields = {k: info[k] for k in ("sha256", "subject", "issuer", "not_after")}
         work.event(
@@ -434,7 +447,14 @@ class Intake:
             **fields,
         )
         if request is not None:
-            work.event("info", "cert.matched", name=name, sha256=info["sha256"])
+            changes = _changes(request, leaf)
+            work.event(
+                "warning" if changes else "info",
+                "cert.matched",
+                name=name,
+                sha256=info["sha256"],
+                **({"changes": changes} if changes else {}),
+            )
         if not chain.trusted:
             work.event(
                 "warning",
@@ -442,6 +462,16 @@ class Intake:
                 name=name,
                 detail="the chain does not reach a trusted root; drop the "
                 "intermediates or add the root to trust.ca_bundle",
+            )
+
+    def _release_held(self, kid: str, sha256: str) -> None:
+        """Drop held pieces the new entry makes redundant: its key, or the very same
+        certificate (an upload cut off after the chain, then sent again whole)."""
+        self.inventory.take_held("key", kid)
+        held = self.inventory.take_held("certificate", kid)
+        if held is not None and chains.fingerprint(chains.from_pem(held["pem"])[0]) != sha256:
+            self.inventory.hold(
+                "certificate", kid, bytes(held["pem"]), held["from_file"], held["since"]
             )
 
     def _free_name(self, wanted: str, work: _Work) -> str:
@@ -469,17 +499,27 @@ class Intake:
 
     # -- results --------------------------------------------------------------------
     def _finish(self, path: Path, outcome: Outcome, work: _Work | None = None) -> None:
-        """Log the drop's one final event and clear the claim (the result is committed)."""
+        """Log the drop's one final event and clear the claim (the result is committed).
+
+        The reason file and the event come before the claim is cleared: a kill -9 in
+        between repeats them at recovery (same file, same result) instead of losing them.
+        """
         if outcome.result == "rejected":
-            self._reject(path, outcome)
-            self.log.warning(
-                "drop.rejected", file=outcome.file, code=outcome.code, reason=outcome.reason
-            )
+            folder = self._rejected_folder()
+            try:
+                target = self._write_reason(folder, path, outcome)
+                self.log.warning(
+                    "drop.rejected", file=outcome.file, code=outcome.code, reason=outcome.reason
+                )
+                if os.path.lexists(path):
+                    os.replace(path, target, dst_dir_fd=folder)
+                os.fsync(folder)
+            finally:
+                os.close(folder)
         elif outcome.result == "held":
-            path.unlink(missing_ok=True)
             self.log.info("drop.held", file=outcome.file, held=work.held if work else [])
-        else:
             path.unlink(missing_ok=True)
+        else:
             extra: dict[str, Any] = {}
             if work is not None:
                 extra = {
@@ -491,31 +531,75 @@ class Intake:
             self.log.info(
                 "drop.accepted", file=outcome.file, certificates=outcome.recorded, **extra
             )
+            path.unlink(missing_ok=True)
         if path.parent.name != CLAIMED:
             shutil.rmtree(path.parent, ignore_errors=True)
 
-    def _reject(self, path: Path, outcome: Outcome) -> None:
-        folder = self.inbox / REJECTED
-        if not folder.is_dir():
-            folder.mkdir()
-            folder.chmod(0o755)  # the uploader reads its reasons here; the umask is 077
-            _match_owner(folder, self.inbox)
-        name = _drop_name(path)
-        target = folder / name
-        if os.path.lexists(target) and (target.is_dir() and not target.is_symlink()):
-            target = folder / f"{name}.{int(time.time())}"
-        if os.path.lexists(path):
-            os.replace(path, target)
+    def _rejected_folder(self) -> int:
+        """A descriptor of inbox/rejected, made (0755, the uploader's) if missing.
+
+        The uploader owns the inbox and could swap this folder for a symlink to, say,
+        /etc: it is opened with O_NOFOLLOW and all that follows goes through the
+        descriptor; a symlink or file in its place is renamed aside first.
+        """
+        path = self.inbox / REJECTED
+        for _ in range(3):
+            try:
+                return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                    raise
+                os.rename(path, self.inbox / f".rejected-suspect-{time.time_ns()}")
+            with contextlib.suppress(FileExistsError):
+                path.mkdir(mode=0o755)
+                path.chmod(0o755)  # the uploader reads its reasons here; the umask is 077
+                _match_owner(path, self.inbox)
+        raise OSError(errno.ELOOP, f"{path} keeps being replaced; not writing rejections there")
+
+    def _write_reason(self, folder: int, path: Path, outcome: Outcome) -> str:
+        """Write NAME.reason.json in ``folder`` (atomically); return the drop's new name."""
+        target = _drop_name(path)
+        if len(os.fsencode(target)) > 243:  # room for ".reason.json" within NAME_MAX
+            target = os.fsdecode(os.fsencode(target)[:223]) + f".{time.time_ns()}"
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISDIR(os.stat(target, dir_fd=folder, follow_symlinks=False).st_mode):
+                target = f"{target}.{time.time_ns()}"
         reason = {
             "file": outcome.file,
             "code": outcome.code,
             "reason": outcome.reason,
             "at": iso(self.clock()),
         }
-        reason_path = folder / f"{target.name}.reason.json"
-        atomic_write(reason_path, (json.dumps(reason, ensure_ascii=True) + "\n").encode(), 0o644)
-        _match_owner(reason_path, self.inbox)
-        fsync_dir(folder)
+        data = (json.dumps(reason, ensure_ascii=True) + "\n").encode()
+        final = f"{target}.reason.json"
+        tmp = f".reason.{os.getpid()}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=folder)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        fd = os.open(tmp, flags, 0o644, dir_fd=folder)
+        try:
+            os.fchmod(fd, 0o644)
+            if os.geteuid() == 0:
+                owner = self.inbox.stat()
+                os.fchown(fd, owner.st_uid, owner.st_gid)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final, src_dir_fd=folder, dst_dir_fd=folder)
+        return target
+
+
+def _changes(request: Entry, cert: x509.Certificate) -> list[str]:
+    """What the CA changed from what ``request`` asked for (nothing known: no changes)."""
+    if request.request is None:
+        return []
+    try:
+        return differences(RequestFields.from_mapping(request.request), cert)
+    except InvalidRequest:
+        return []
 
 
 def _claimed(root: Path) -> list[tuple[str, Path]]:
@@ -533,6 +617,13 @@ def _claimed(root: Path) -> list[tuple[str, Path]]:
             else:
                 path.rmdir()
     return found
+
+
+def display_name(name: str) -> str:
+    """A file name as logged and stored: bytes that are not UTF-8 (which the file system
+    allows, and Python carries as lone surrogates that neither SQLite nor strict JSON
+    parsers take) become ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _drop_name(claimed: Path) -> str:

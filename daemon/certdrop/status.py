@@ -111,12 +111,15 @@ def render(data: Mapping[str, Any]) -> str:
                 _safe(s["name"]),
                 s["role"],
                 _safe(s["certificate"] or "-"),
+                (s["sha256"] or "-")[:16],
                 s["state"],
                 _safe(s["detail"]),
             ]
             for s in services
         ]
         out += _table(
-            ["SERVICE", "ROLE", "CERTIFICATE", "STATE", "DETAIL"], rows, [24, 11, 32, 7, 60]
+            ["SERVICE", "ROLE", "CERTIFICATE", "SERVING", "STATE", "DETAIL"],
+            rows,
+            [24, 11, 32, 16, 7, 60],
         )
     return "\n".join(out) + "\n"

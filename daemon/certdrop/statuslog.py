@@ -49,9 +49,11 @@ class StatusLogFile:
         self._inode: tuple[int, int] | None = None
 
     def _open(self) -> TextIO:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         file = os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
         st = os.fstat(fd)
+        if st.st_size and os.pread(fd, 1, st.st_size - 1) != b"\n":
+            os.write(fd, b"\n")  # end a line torn by kill -9: the next one stays parseable
         self._inode = (st.st_dev, st.st_ino)
         return file
 

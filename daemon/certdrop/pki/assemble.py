@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 
 from certdrop.errors import Rejection
@@ -87,6 +88,13 @@ def check_certificate(
     weak = chains.signature_problem(chain.bundle)
     if weak is not None:
         raise Rejection("weak_signature", weak)
+    if chain.broken is not None and chain.broken.endswith(chains.TOO_DEEP):
+        raise Rejection(
+            "chain_invalid",
+            f"the chain of {chain.broken.removesuffix(chains.TOO_DEEP)} has more than "
+            f"{chains.MAX_DEPTH} intermediates, which no real CA uses (a chain loop or "
+            "padding?); drop the leaf with the intermediates its CA gave you",
+        )
     if chain.broken is not None:
         raise Rejection(
             "chain_invalid",
@@ -114,7 +122,7 @@ def check_possession(leaf: x509.Certificate, key: keys.PrivateKey) -> None:
 def _public_key(cert: x509.Certificate) -> keys.PublicKey:
     try:
         public = cert.public_key()
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         public = None
     if not isinstance(public, keys.PublicKey):
         raise Rejection(

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 MAX_DEPTH = 8
+TOO_DEEP = " (chain too deep)"  # how Chain.broken marks a chain cut at MAX_DEPTH
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -142,7 +143,7 @@ def build_chain(
         # Counted here, so MAX_DEPTH intermediates still reach their anchor or their
         # self-signed root (which is taken one step past the limit, then dropped above).
         if len(chain) == MAX_DEPTH and not is_self_signed(issuer):
-            too_deep = f"{describe_name(leaf.subject)} (chain too deep)"
+            too_deep = f"{describe_name(leaf.subject)}{TOO_DEEP}"
             return Chain(leaf, tuple(chain), None, too_deep)
         used.add(issuer.public_bytes(Encoding.DER))
         chain.append(issuer)

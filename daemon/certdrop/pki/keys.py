@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
@@ -44,7 +44,7 @@ def cert_key_id(cert: x509.Certificate) -> str | None:
     """The key id of a certificate's public key, or None for key types certdrop does not handle."""
     try:
         public = cert.public_key()
-    except ValueError:  # unparseable or unsupported key in the certificate
+    except (ValueError, UnsupportedAlgorithm):  # unparseable or unknown key in the certificate
         return None
     if isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         return key_id(public)

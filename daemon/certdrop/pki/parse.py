@@ -54,8 +54,40 @@ def parse(data: bytes, passphrases: Sequence[bytes] = ()) -> Parsed:
     if not data.strip():
         raise Rejection("unsupported_content", "the file is empty; upload it again")
     if b"-----BEGIN " in data:
-        return _parse_pem(data.replace(b"\r\n", b"\n"), passphrases)
-    return _parse_der(data, passphrases)
+        parsed = _parse_pem(data.replace(b"\r\n", b"\n"), passphrases)
+    else:
+        parsed = _parse_der(data, passphrases)
+    for cert in parsed.certs:
+        _check_fields(cert)
+    for csr in parsed.csrs:
+        _check_fields(csr)
+    return parsed
+
+
+def _check_fields(item: x509.Certificate | x509.CertificateSigningRequest) -> None:
+    """Read the fields the rest of certdrop uses now: cryptography parses names and
+    extensions only when first asked, and a malformed one must be a rejection here, not
+    a ValueError in the middle of chain building."""
+    what = "certificate" if isinstance(item, x509.Certificate) else "certificate request"
+    try:
+        item.subject.rfc4514_string()
+        item.extensions  # noqa: B018 - parses them, raising ValueError when malformed
+        if isinstance(item, x509.Certificate):
+            item.issuer.rfc4514_string()
+            item.not_valid_before_utc  # noqa: B018
+            item.not_valid_after_utc  # noqa: B018
+            return
+        public = item.public_key()
+    except Exception as exc:  # noqa: BLE001 - ValueError, UnsupportedAlgorithm, even KeyError
+        raise Rejection(
+            "unsupported_content", f"a {what} in the file cannot be read ({_short(exc)})"
+        ) from None
+    if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise Rejection(
+            "unsupported_key",
+            f"the certificate request is for a {type(public).__name__.lstrip('_')}; "
+            "certdrop handles RSA and EC keys",
+        )
 
 
 def _parse_pem(data: bytes, passphrases: Sequence[bytes]) -> Parsed:
