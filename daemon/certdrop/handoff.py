@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from certdrop.spawn import end_group, spawn_piped
+
 OUTPUT_KEPT = 65536  # bytes of output read and kept (the tail); the rest is discarded
 OUTPUT_LOGGED = 2000  # characters of scrubbed output that reach the status log
 _GRACE = 2.0  # seconds between SIGTERM and SIGKILL, and for a closed pipe after exit
@@ -135,7 +137,7 @@ def run(
     started = time.monotonic()
     program = argv[0] if argv else "(empty command)"
     try:
-        child, output_fd = _spawn(argv, env)
+        child, output_fd = spawn_piped(argv, env)
     except (OSError, ValueError, IndexError) as exc:
         why = getattr(exc, "strerror", None) or exc
         reason = f"renewal.command could not start {program}: {why}"
@@ -167,7 +169,7 @@ def run(
                     tail += chunk
                     del tail[:-OUTPUT_KEPT]
     finally:
-        _end_group(child)
+        end_group(child, _GRACE)
         os.close(output_fd)
     exit_code = None if reason else child.returncode
     if exit_code is not None and exit_code != 0:
@@ -180,108 +182,8 @@ def run(
     return Finished(exit_code, time.monotonic() - started, output, reason, interrupted)
 
 
-class _Child:
-    """A spawned process: poll and wait like Popen, for a PID we reap ourselves."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped elsewhere; the code is lost
-                self.returncode = -signal.SIGKILL
-                return self.returncode
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout: float) -> int | None:
-        deadline = time.monotonic() + timeout
-        while self.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.returncode
-
-
-def _spawn(argv: Sequence[str], env: Mapping[str, str] | None) -> tuple[_Child, int]:
-    """Start ``argv`` in a new session with an empty signal mask; return it and the read
-    end of its stdout+stderr pipe.
-
-    posix_spawn rather than Popen because the daemon blocks SIGTERM/SIGINT/SIGHUP in every
-    thread (it sigwaits for them) and a child inherits that mask: lego would ignore the
-    SIGTERM of a timeout or a stop. Popen cannot set a child's mask without preexec_fn,
-    which is unsafe in a threaded process; posix_spawn's setsigmask does it in C.
-    """
-    if not argv:
-        raise ValueError("renewal.command is empty")
-    read_end, write_end = os.pipe()
-    try:
-        null = os.open(os.devnull, os.O_RDONLY)
-        try:
-            pid = os.posix_spawnp(
-                argv[0],
-                list(argv),
-                os.environ if env is None else dict(env),
-                file_actions=[
-                    (os.POSIX_SPAWN_DUP2, null, 0),
-                    (os.POSIX_SPAWN_DUP2, write_end, 1),
-                    (os.POSIX_SPAWN_DUP2, write_end, 2),
-                ],
-                setsid=True,  # its own process group: a timeout ends its children too
-                setsigmask=(),
-                # Python ignores these; an ignored signal would stay ignored across exec.
-                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
-            )
-        finally:
-            os.close(null)
-    except BaseException:
-        os.close(read_end)
-        raise
-    finally:
-        os.close(write_end)
-    return _Child(pid), read_end
-
-
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
     except ValueError:
         return str(number)
-
-
-def _end_group(child: _Child) -> None:
-    """Wait for the command; TERM then KILL whatever of its process group is left."""
-    child.wait(timeout=0 if child.poll() is None else _GRACE)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(child.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            break
-        deadline = time.monotonic() + _GRACE
-        while time.monotonic() < deadline and _group_alive(child.pid):
-            child.poll()
-            time.sleep(0.02)
-    child.wait(timeout=_GRACE)
-
-
-def _group_alive(pgid: int) -> bool:
-    """True while a live (not zombie) process is in group ``pgid``.
-
-    kill(-pgid, 0) would count zombies too: orphans whose reaper is slow (or a PID 1
-    that never reaps, as in some containers) would hold every stop for the full grace.
-    """
-    with os.scandir("/proc") as entries:
-        for entry in entries:
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(b")") + 2 :].split()
-            if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-                return True
-    return False

@@ -6,11 +6,12 @@ import contextlib
 import os
 import re
 import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from certdrop.spawn import spawn
 
 OUTPUT_CHARS = 200
 
@@ -44,7 +45,8 @@ def short_output(raw: bytes) -> str:
 def run_reload(argv: Sequence[str], timeout: float) -> ReloadResult:
     """Run a reload command (an argv, no shell) with a timeout; its whole process group
     is killed when the time is up. Output goes to a temp file, not a pipe, so a daemon
-    the command leaves behind cannot hold us up.
+    the command leaves behind cannot hold us up; it starts with an empty signal mask
+    (see certdrop.spawn), so such a daemon still obeys SIGTERM.
     """
     if not argv:
         return ReloadResult(True, "no reload command")
@@ -52,23 +54,16 @@ def run_reload(argv: Sequence[str], timeout: float) -> ReloadResult:
     name = os.path.basename(argv[0])
     with tempfile.TemporaryFile() as out:
         try:
-            proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            child = spawn(argv, stdout=out.fileno())
         except OSError as exc:
             return ReloadResult(
                 False, f"{argv[0]} cannot be run ({exc.strerror}); fix the service's reload"
             )
-        try:
-            code = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+        code = child.wait(timeout)
+        if code is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait(5)
             return ReloadResult(
                 False,
                 f"{name} did not finish within {timeout:g} s and was killed",
