@@ -93,7 +93,8 @@ class Anchors:
             (a for a in self.by_subject.get(cert.issuer.public_bytes(), ()) if issued_by(cert, a)),
             None,
         )
-        if len(self._verdicts) < 4096:
+        # Only issuing certificates recur; remembering leaves would hold every one in memory.
+        if is_ca(cert) and len(self._verdicts) < 1024:
             self._verdicts[cert] = found
         return found
 
