@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from certdrop.errors import CertdropError
-from certdrop.files import atomic_write, fsync_dir, private_dir
+from certdrop.files import atomic_write, fsync_dir, private_dir, write_new
 from certdrop.pki.layout import INSTALL_ORDER, ServiceFile, leaf_sha256
 
 TMP_SUFFIX = ".certdrop-tmp"
@@ -190,21 +190,7 @@ def _write_temp(path: Path, data: bytes, mode: int, uid: int, gid: int) -> Path:
     tmp = _temp(path)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)  # left by a crash
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        if uid != KEEP or gid != KEEP:
-            os.fchown(fd, uid, gid)
-        os.fchmod(fd, mode)  # after chown, which may clear bits; before any byte is written
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    os.close(fd)
+    write_new(tmp, data, mode, uid, gid)
     return tmp
 
 

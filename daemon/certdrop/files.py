@@ -8,15 +8,24 @@ from pathlib import Path
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data``; readers see the old or the new file, never a mix.
-
-    The temp file is created with ``mode`` from the start (O_EXCL, no window with wider
-    permissions), so this is safe for keys.
-    """
+    """Replace ``path`` with ``data``; readers see the old or the new file, never a mix."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    write_new(tmp, data, mode)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def write_new(path: Path, data: bytes, mode: int, uid: int = -1, gid: int = -1) -> None:
+    """Create ``path`` (it must not exist), write ``data`` and fsync it.
+
+    Owner and mode are set before the first byte is written (O_EXCL, no window with
+    wider permissions), so this is safe for keys. -1 keeps the uid or gid.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        os.fchmod(fd, mode)  # the umask may have narrowed it; set exactly what was asked
+        if uid != -1 or gid != -1:
+            os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)  # after chown, which may clear bits; the umask may have narrowed it
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -24,11 +33,9 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     except BaseException:
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+            path.unlink()
         raise
     os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def fsync_dir(folder: Path) -> None:
