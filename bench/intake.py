@@ -103,12 +103,12 @@ def main() -> None:
                 daemon.wait_for(lambda e, n=path.name: e["event"] == "drop.accepted" and e["file"] == n)
                 latencies.append((time.perf_counter() - started) * 1000)
 
-            # Burst: stage as dot-files, then rename all in.
-            for path in files[: args.burst]:
-                (daemon.inbox / f".{path.name}").write_bytes(path.read_bytes())
+            # Burst: copied in as fast as one writer can (create, write, close: as cp and
+            # SFTP do), so the daemon sees a thousand close events at once.
+            payloads = [(path.name, path.read_bytes()) for path in files[: args.burst]]
             started = time.perf_counter()
-            for path in files[: args.burst]:
-                (daemon.inbox / f".{path.name}").rename(daemon.inbox / path.name)
+            for name, data in payloads:
+                (daemon.inbox / name).write_bytes(data)
             seen = 0
             while seen < args.burst:
                 event = daemon.wait_for(lambda e: e["event"].startswith("drop."))

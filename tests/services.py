@@ -793,7 +793,8 @@ Match User {DROP_USER}
     def sftp_put_paramiko(self, local: Path, remote_name: str) -> Path:
         """Upload ``local`` as ``inbox/remote_name`` with paramiko; return the landed path."""
         with self.paramiko_client() as client, client.open_sftp() as sftp:
-            sftp.put(str(local), f"/inbox/{remote_name}")
+            # No stat after the upload (confirm): a running daemon claims the file at its close.
+            sftp.put(str(local), f"/inbox/{remote_name}", confirm=False)
         return self.inbox / remote_name
 
     def sftp_argv(self) -> list[str]:

@@ -22,10 +22,10 @@ from typing import Any
 from certdrop import config as configuration
 from certdrop import request_drops, status, watcher
 from certdrop.errors import CertdropError, StateLocked, UserError
-from certdrop.files import private_dir, remove_stale_temps
+from certdrop.files import private_dir, remove_stale_temps, replacing
 from certdrop.intake import Intake
 from certdrop.inventory import Inventory
-from certdrop.statuslog import Logger, StatusLogFile, open_log, write_snapshot
+from certdrop.statuslog import Logger, StatusLogFile, open_log
 
 SNAPSHOT_MAX_DELAY = 2.0  # seconds a burst may defer the status.json rewrite
 # A file the start-up scan finds may still be written (no daemon saw it open): it waits
@@ -52,12 +52,19 @@ def state_lock(state: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def write_status_json(config: configuration.Config, inventory: Inventory) -> None:
+    """Rewrite status.json atomically, streamed (0644: no secrets; monitors read it)."""
+    with replacing(config.status_json, 0o644) as out:
+        status.write_json(out, config, inventory)
+
+
 def prepare_folders(config: configuration.Config) -> None:
-    """Create the state (0700) and inbox folders if they are missing."""
+    """Create the state (0700), inbox (0700: drops carry keys) and outbox (0755) folders
+    if they are missing, each with its mode from the start whatever the umask."""
     private_dir(config.state)
-    config.inbox.mkdir(parents=True, exist_ok=True)
+    config.inbox.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not config.outbox.is_dir():
-        config.outbox.mkdir(parents=True)
+        config.outbox.mkdir(mode=0o755, parents=True)
         config.outbox.chmod(0o755)  # CSRs are public; whoever sends them to the CA reads here
 
 
@@ -108,7 +115,7 @@ def run_command(config: configuration.Config, name: str, args: dict[str, Any]) -
             ctx, sink = open_context(config)
             try:
                 output = COMMANDS[name](ctx, args)
-                write_snapshot(config.status_json, status.snapshot(config, ctx.inventory))
+                write_status_json(config, ctx.inventory)
                 return output
             finally:
                 ctx.inventory.close()
@@ -160,6 +167,7 @@ class Daemon:
         self.busy: tuple[str, float] | None = None  # the worker's job and its start
         self.worker: threading.Thread | None = None
         self.observer: threading.Thread | None = None
+        self.inbox_id: tuple[int, int] | None = None  # (st_dev, st_ino) the watcher watches
 
     # -- producers (any thread) -----------------------------------------------------
     def submit_drop(self, name: str) -> None:
@@ -241,10 +249,9 @@ class Daemon:
     def _write_snapshot(self) -> None:
         assert self.ctx is not None
         self._dirty = False
-        data = status.snapshot(self.config, self.ctx.inventory)
-        write_snapshot(self.config.status_json, data)
+        write_status_json(self.config, self.ctx.inventory)
         for hook in self.ctx.hooks.get("after_snapshot", []):
-            hook(data)  # in the worker: e.g. metrics publish what they serve from it
+            hook()  # in the worker: e.g. metrics refresh what they serve
 
     # -- control socket -------------------------------------------------------------
     def _serve_control(self, server: socket.socket) -> None:
@@ -305,8 +312,14 @@ class Daemon:
         # Block before any thread starts so every thread inherits the mask.
         signal.pthread_sigmask(signal.SIG_BLOCK, handled)
         with state_lock(config.state):
-            for folder in (config.state, config.outbox, config.inbox / "rejected"):
-                remove_stale_temps(folder)  # left by a kill -9 in the middle of a write
+            # Left by a kill -9 in the middle of a write; a reused PID would trip O_EXCL.
+            for folder in (
+                config.state,
+                config.state / "deployed",
+                config.outbox,
+                config.inbox / "rejected",
+            ):
+                remove_stale_temps(folder)
             ctx, sink = open_context(config, echo=None)
             self.ctx = ctx
             for extension in self.extensions:
@@ -323,6 +336,8 @@ class Daemon:
             worker.start()
             self.submit("recover", self._recover)
             observer = self.observer = watcher.start(config.inbox, self.submit_drop)
+            inbox_stat = os.stat(config.inbox)
+            self.inbox_id = (inbox_stat.st_dev, inbox_stat.st_ino)
             for name in ctx.intake.pending():
                 self.submit_found(name)
             for hook in ctx.hooks.get("on_start", []):
@@ -384,8 +399,18 @@ class Daemon:
         """
         if self.worker is None or not self.worker.is_alive():
             return "the worker thread has stopped"
-        if self.observer is None or not self.observer.is_alive():
+        observer = self.observer
+        emitters = list(getattr(observer, "emitters", ()))
+        if observer is None or not observer.is_alive() or not all(e.is_alive() for e in emitters):
             return "the inbox watcher has stopped"
+        if self.inbox_id is not None:
+            try:
+                st = os.stat(self.config.inbox)
+                same = (st.st_dev, st.st_ino) == self.inbox_id
+            except OSError:
+                same = False
+            if not same:
+                return f"the inbox {self.config.inbox} was removed or replaced; restart to watch it"
         busy = self.busy
         if busy is not None and time.monotonic() - busy[1] > self.stall_seconds():
             return f"the job {busy[0]!r} has run for {time.monotonic() - busy[1]:.0f} s"

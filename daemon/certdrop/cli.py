@@ -7,7 +7,6 @@ also 2 for expired certificates or overdue renewals.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -97,27 +96,14 @@ def _run_daemon(config: configuration.Config, config_path: Path | None) -> int:
 
 def _status(config: configuration.Config, args: argparse.Namespace) -> int:
     database = config.state / "inventory.sqlite3"
-    if database.exists():
-        inventory = Inventory(database, readonly=True)
-        try:
-            data = status.snapshot(config, inventory)
-        finally:
-            inventory.close()
-    else:
-        data = {"certificates": [], "held": [], "services": []}
-        data["services"] = [
-            {
-                "name": n,
-                "role": s.role,
-                "certificate": None,
-                "sha256": None,
-                "state": "pending",
-                "detail": "no certificate assigned",
-            }
-            for n, s in sorted(config.services.items())
-        ]
-    if args.json:
-        print(json.dumps(data, indent=1, ensure_ascii=True))
-    else:
-        sys.stdout.write(status.render(data))
+    # Without a database yet, an empty in-memory one gives the same (empty) answer.
+    inventory = Inventory(database, readonly=True) if database.exists() else Inventory.empty()
+    try:
+        if args.json:
+            status.write_json(sys.stdout.buffer, config, inventory)
+        else:
+            sys.stdout.write(status.render(status.snapshot(config, inventory)))
+    finally:
+        inventory.close()
+    sys.stdout.flush()
     return 0

@@ -4,4 +4,12 @@ what makes them part of the CLI and the daemon.
 """
 
 # watch after assignment: its after_drop hook runs after the hostname auto-assignment.
-from certdrop import assignment, check, csr_cli, export_cli, requests, watch  # noqa: F401
+from certdrop import (  # noqa: F401
+    assignment,
+    check,
+    csr_cli,
+    export_cli,
+    metrics,
+    requests,
+    watch,
+)

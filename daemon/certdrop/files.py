@@ -4,28 +4,40 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data``; readers see the old or the new file, never a mix."""
+    with replacing(path, mode) as out:
+        out.write(data)
+
+
+@contextlib.contextmanager
+def replacing(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """Write a new ``path`` through the yielded file; it replaces the old one atomically
+    when the block ends, and is discarded if the block raises."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write_new(tmp, data, mode)
+    fd = _create(tmp, mode)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
     os.replace(tmp, path)
     fsync_dir(path.parent)
 
 
 def write_new(path: Path, data: bytes, mode: int, uid: int = -1, gid: int = -1) -> None:
-    """Create ``path`` (it must not exist), write ``data`` and fsync it.
-
-    Owner and mode are set before the first byte is written (O_EXCL, no window with
-    wider permissions), so this is safe for keys. -1 keeps the uid or gid.
-    """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    """Create ``path`` (it must not exist), write ``data`` and fsync it."""
+    fd = _create(path, mode, uid, gid)
     try:
-        if uid != -1 or gid != -1:
-            os.fchown(fd, uid, gid)
-        os.fchmod(fd, mode)  # after chown, which may clear bits; the umask may have narrowed it
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -36,6 +48,23 @@ def write_new(path: Path, data: bytes, mode: int, uid: int = -1, gid: int = -1) 
             path.unlink()
         raise
     os.close(fd)
+
+
+def _create(path: Path, mode: int, uid: int = -1, gid: int = -1) -> int:
+    """Create ``path`` exclusively; owner and mode are set before the first byte is
+    written (no window with wider permissions), so this is safe for keys. -1 keeps the
+    uid or gid."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        if uid != -1 or gid != -1:
+            os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)  # after chown, which may clear bits; the umask may have narrowed it
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise
+    return fd
 
 
 def fsync_dir(folder: Path) -> None:

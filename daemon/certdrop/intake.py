@@ -564,7 +564,9 @@ class Intake:
         if len(os.fsencode(target)) > 243:  # room for ".reason.json" within NAME_MAX
             target = os.fsdecode(os.fsencode(target)[:223]) + f".{time.time_ns()}"
         with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISDIR(os.stat(target, dir_fd=folder, follow_symlinks=False).st_mode):
+            existing = os.stat(target, dir_fd=folder, follow_symlinks=False).st_mode
+            # rename() cannot put a folder over a file, or anything over a folder.
+            if stat.S_ISDIR(existing) or stat.S_ISDIR(os.lstat(path).st_mode):
                 target = f"{target}.{time.time_ns()}"
         reason = {
             "file": outcome.file,

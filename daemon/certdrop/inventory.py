@@ -7,6 +7,7 @@ database and its WAL are 0600 from their first byte.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +30,9 @@ CREATE TABLE IF NOT EXISTS certificates (
     csr_pem BLOB, request TEXT, renews TEXT,
     created TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS certificates_key ON certificates (key_id);
+-- (key_id, status): pending requests and stored keys are found by both.
+DROP INDEX IF EXISTS certificates_key;
+CREATE INDEX IF NOT EXISTS certificates_key_status ON certificates (key_id, status);
 CREATE TABLE IF NOT EXISTS held (
     id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL CHECK (kind IN ('certificate', 'key')),
@@ -136,6 +139,10 @@ class Inventory:
         if readonly:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         else:
+            # Created 0600 here whatever the umask: SQLite would make it 0644 & ~umask, and
+            # it gives the -wal and -shm files the database file's mode.
+            if str(path) != ":memory:":
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
             # One owner at a time (start-up, then the worker), so crossing threads is safe.
             self.db = sqlite3.connect(
                 path, timeout=10, isolation_level=None, check_same_thread=False
@@ -146,6 +153,11 @@ class Inventory:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
         self.db.row_factory = sqlite3.Row
+
+    @classmethod
+    def empty(cls) -> Inventory:
+        """An in-memory inventory with the schema and nothing in it."""
+        return cls(Path(":memory:"))
 
     def close(self) -> None:
         self.db.close()
@@ -169,9 +181,10 @@ class Inventory:
     def entries(self) -> list[Entry]:
         return self._select("ORDER BY name")
 
-    def summaries(self) -> list[sqlite3.Row]:
-        """The columns status shows, without certificate bytes: cheap at 100,000 rows."""
-        return list(
+    def summaries(self) -> Iterator[sqlite3.Row]:
+        """The columns status shows, without certificate bytes, row by row: cheap at
+        100,000 rows. Finish the iteration before changing the inventory."""
+        return iter(
             self.db.execute(
                 "SELECT name, status, subject, sans, issuer, not_before, not_after, sha256, "
                 "key_type, key_bits, trusted, renews FROM certificates ORDER BY name"
@@ -333,6 +346,11 @@ class Inventory:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (claim, file, result, code or None, reason or None, at),
         )
+
+    def drop_counts(self) -> dict[str, int]:
+        """How many drops ended in each result (accepted, held, rejected), ever."""
+        rows = self.db.execute("SELECT result, COUNT(*) FROM drops GROUP BY result")
+        return {str(result): int(count) for result, count in rows}
 
     def integrity_ok(self) -> bool:
         return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")

@@ -11,15 +11,12 @@ import json
 import os
 import sys
 import threading
-from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
-
-from certdrop.files import atomic_write
 
 # Field names that must never carry secrets; a value under one of them is replaced.
 SECRET_FIELDS = frozenset({"key", "key_pem", "private_key", "password", "passphrase", "pem"})
@@ -124,9 +121,3 @@ def open_log(path: Path, *, echo: bool | None = None) -> tuple[Logger, StatusLog
         cache_logger_on_first_use=True,
     )
     return logger, sink
-
-
-def write_snapshot(path: Path, snapshot: MutableMapping[str, Any]) -> None:
-    """Rewrite status.json atomically (0644: it holds no secrets and monitors read it)."""
-    data = json.dumps(snapshot, indent=1, ensure_ascii=True, sort_keys=False) + "\n"
-    atomic_write(path, data.encode(), mode=0o644)

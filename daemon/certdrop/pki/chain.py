@@ -157,6 +157,8 @@ def describe_name(name: x509.Name) -> str:
         text = name.rfc4514_string()
     except ValueError:
         return "<unreadable name>"
+    if text.isprintable():
+        return text
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
