@@ -35,7 +35,8 @@ from hypothesis import strategies as st
 
 from certdrop import config as configuration
 from certdrop import status
-from certdrop.intake import Intake, display_name, is_drop_name
+from certdrop.inbox import display_name, is_drop_name
+from certdrop.intake import Intake
 from certdrop.inventory import Inventory
 from certdrop.statuslog import open_log
 from conftest import RunningDaemon, drop

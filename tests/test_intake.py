@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from certdrop import config as configuration
-from certdrop.intake import Intake, entry_name, is_drop_name
+from certdrop.inbox import is_drop_name
+from certdrop.intake import Intake, entry_name
 from certdrop.inventory import Inventory
 from certdrop.statuslog import open_log
 from pkitools import NOW, hierarchy, issue, openssl_sha1_cert, rsa_key

@@ -7,14 +7,7 @@ result is committed, so a crash at any point is finished by :meth:`Intake.recove
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import json
-import os
-import shutil
 import ssl
-import stat
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +21,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 
 from certdrop import config as configuration
 from certdrop.errors import InvalidRequest, Rejection
+from certdrop.inbox import Claim, Inbox, display_name
 from certdrop.inventory import Entry, Inventory
 from certdrop.pki import assemble, keys
 from certdrop.pki import chain as chains
@@ -35,20 +29,7 @@ from certdrop.pki.csr import RequestFields, differences, fields_of
 from certdrop.pki.parse import parse
 from certdrop.statuslog import Logger, iso, utc_now
 
-CLAIMED = ".claimed"
-REJECTED = "rejected"
-IN_PROGRESS_SUFFIXES = (".part", ".filepart", ".tmp", "~")
 REQUEST_SUFFIX = ".request.toml"
-
-
-def is_drop_name(name: str) -> bool:
-    """True for a name the watcher should process; dot-files and partial uploads wait."""
-    return (
-        bool(name)
-        and not name.startswith(".")
-        and not name.endswith(IN_PROGRESS_SUFFIXES)
-        and name != REJECTED
-    )
 
 
 def entry_name(file: str) -> str:
@@ -120,139 +101,65 @@ class Intake:
         self.inbox = config.inbox
         self.anchors = load_anchors(config.ca_bundle)
         self.passphrases = configuration.read_passphrases(config)
-        self._claim_root()
+        self.files = Inbox(config.inbox, config.max_file_bytes)
 
     # -- the inbox ------------------------------------------------------------------
     def pending(self) -> list[str]:
         """Drops waiting in the inbox now (for the start-up scan), oldest first."""
-        found = []
-        with os.scandir(self.inbox) as it:
-            for item in it:
-                if is_drop_name(item.name):
-                    try:
-                        found.append((item.stat(follow_symlinks=False).st_mtime, item.name))
-                    except FileNotFoundError:
-                        continue
-        return [name for _, name in sorted(found)]
+        return self.files.pending()
 
     def recover(self) -> list[Outcome]:
         """Finish every drop that was claimed but whose claim was not cleaned up."""
         outcomes = []
-        for claim, path in _claimed(self._claim_root()):
-            name = _drop_name(path)
-            _forget_inbox_twin(self.inbox / name, path)
-            done = self.inventory.drop_result(claim)
+        for claim in self.files.leftovers():
+            self.files.forget_twin(claim)
+            done = self.inventory.drop_result(claim.id)
             if done is not None:
                 outcome = Outcome(
                     done["file"], done["result"], [], done["code"] or "", done["reason"] or ""
                 )
-                self._finish(path, outcome)
+                self._finish(claim, outcome)
                 outcomes.append(outcome)
             else:
-                outcomes.append(self._process_claimed(claim, path))
+                outcomes.append(self._process_claimed(claim))
         return outcomes
 
     def process(self, name: str) -> Outcome | None:
         """Claim and process ``inbox/name``; None when it is gone (already handled)."""
-        claim = f"{time.time_ns():020d}"
-        root = self._claim_root()
-        if len(os.fsencode(name)) <= 200:
-            target = root / f"{claim}.{name}"
-        else:  # keep the whole name: it would not fit behind the claim id
-            (root / claim).mkdir(mode=0o700)
-            target = root / claim / name
-        if not _claim(self.inbox / name, target):
-            if target.parent != root:
-                target.parent.rmdir()
-            return None
-        return self._process_claimed(claim, target)
-
-    def _claim_root(self) -> Path:
-        """inbox/.claimed, re-made if the uploader replaced it (say, with a symlink)."""
-        root = self.inbox / CLAIMED
-        try:
-            st = os.lstat(root)
-            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
-                return root
-            os.rename(root, self.inbox / f".claimed-suspect-{time.time_ns()}")
-        except FileNotFoundError:
-            pass
-        root.mkdir(mode=0o700)
-        return root
+        claim = self.files.claim(name)
+        return None if claim is None else self._process_claimed(claim)
 
     # -- one drop -------------------------------------------------------------------
-    def _process_claimed(self, claim: str, path: Path) -> Outcome:
-        file = display_name(_drop_name(path))
+    def _process_claimed(self, claim: Claim) -> Outcome:
+        file = display_name(claim.name)
         work = _Work()
         try:
-            data = self._read(path)
+            data = self.files.read(claim)
             if file.endswith(REQUEST_SUFFIX) and self.on_request is not None:
-                outcome = self.on_request(file, data, claim)
-                self._finish(path, outcome)
+                outcome = self.on_request(file, data, claim.id)
+                self._finish(claim, outcome)
                 return outcome
             pieces = assemble.sort_pieces(parse(data, self.passphrases))
             with self.inventory.transaction():
                 self._take(pieces, file, work)
                 held_only = work.held and not (work.recorded or work.duplicates)
                 result = "held" if held_only else "accepted"
-                self.inventory.record_drop(claim, file, result, iso(self.clock()))
+                self.inventory.record_drop(claim.id, file, result, iso(self.clock()))
         except Rejection as rejection:
             outcome = Outcome(file, "rejected", code=rejection.code, reason=rejection.reason)
             with self.inventory.transaction():
                 self.inventory.record_drop(
-                    claim, file, "rejected", iso(self.clock()), rejection.code, rejection.reason
+                    claim.id, file, "rejected", iso(self.clock()), rejection.code, rejection.reason
                 )
-            self._finish(path, outcome)
+            self._finish(claim, outcome)
             return outcome
         if work.intermediates:
             self._pool = None  # the pool grew: reload it from the committed state
         for level, event, fields in work.events:
             getattr(self.log, level)(event, **fields)
         outcome = Outcome(file, result, work.recorded)
-        self._finish(path, outcome, work)
+        self._finish(claim, outcome, work)
         return outcome
-
-    def _read(self, path: Path) -> bytes:
-        """The drop's bytes; nothing but a regular, single-linked, small enough file is opened."""
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode):
-            raise Rejection(
-                "not_regular_file",
-                f"this is a {_kind(st.st_mode)}, not a regular file; it was not opened or "
-                "followed. Upload the certificate file itself",
-            )
-        if st.st_nlink > 1:
-            raise Rejection(
-                "not_regular_file",
-                "this file has other hard links, so it may belong to somewhere outside the "
-                "inbox; it was not read. Copy the file into the inbox instead of linking it",
-            )
-        limit = self.config.max_file_bytes
-        if st.st_size > limit:
-            raise Rejection(
-                "too_large",
-                f"the file has {st.st_size} bytes, more than intake.max_file_bytes ({limit}); "
-                "certificates, keys and chains are far smaller. Check what was uploaded",
-            )
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-        try:
-            now_st = os.fstat(fd)
-            if not stat.S_ISREG(now_st.st_mode) or now_st.st_ino != st.st_ino:
-                raise Rejection(
-                    "not_regular_file", "the file changed while it was claimed; upload it again"
-                )
-            chunks, size = [], 0
-            while size <= limit:
-                chunk = os.read(fd, min(65536, limit + 1 - size))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-        finally:
-            os.close(fd)
-        if size > limit:
-            raise Rejection("too_large", f"the file grew past intake.max_file_bytes ({limit})")
-        return b"".join(chunks)
 
     def _take(self, pieces: assemble.Pieces, file: str, work: _Work) -> None:
         """Validate everything first, then write; raising rolls the whole drop back."""
@@ -498,27 +405,29 @@ class Intake:
             work.intermediates += 1
 
     # -- results --------------------------------------------------------------------
-    def _finish(self, path: Path, outcome: Outcome, work: _Work | None = None) -> None:
+    def _finish(self, claim: Claim, outcome: Outcome, work: _Work | None = None) -> None:
         """Log the drop's one final event and clear the claim (the result is committed).
 
-        The reason file and the event come before the claim is cleared: a kill -9 in
-        between repeats them at recovery (same file, same result) instead of losing them.
+        The event comes before the claim is cleared: a kill -9 in between repeats it at
+        recovery (same file, same result) instead of losing it.
         """
         if outcome.result == "rejected":
-            folder = self._rejected_folder()
-            try:
-                target = self._write_reason(folder, path, outcome)
-                self.log.warning(
+            reason = {
+                "file": outcome.file,
+                "code": outcome.code,
+                "reason": outcome.reason,
+                "at": iso(self.clock()),
+            }
+            self.files.reject(
+                claim,
+                reason,
+                announce=lambda: self.log.warning(
                     "drop.rejected", file=outcome.file, code=outcome.code, reason=outcome.reason
-                )
-                if os.path.lexists(path):
-                    os.replace(path, target, dst_dir_fd=folder)
-                os.fsync(folder)
-            finally:
-                os.close(folder)
-        elif outcome.result == "held":
+                ),
+            )
+            return
+        if outcome.result == "held":
             self.log.info("drop.held", file=outcome.file, held=work.held if work else [])
-            path.unlink(missing_ok=True)
         else:
             extra: dict[str, Any] = {}
             if work is not None:
@@ -531,67 +440,7 @@ class Intake:
             self.log.info(
                 "drop.accepted", file=outcome.file, certificates=outcome.recorded, **extra
             )
-            path.unlink(missing_ok=True)
-        if path.parent.name != CLAIMED:
-            shutil.rmtree(path.parent, ignore_errors=True)
-
-    def _rejected_folder(self) -> int:
-        """A descriptor of inbox/rejected, made (0755, the uploader's) if missing.
-
-        The uploader owns the inbox and could swap this folder for a symlink to, say,
-        /etc: it is opened with O_NOFOLLOW and all that follows goes through the
-        descriptor; a symlink or file in its place is renamed aside first.
-        """
-        path = self.inbox / REJECTED
-        for _ in range(3):
-            try:
-                return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
-                    raise
-                os.rename(path, self.inbox / f".rejected-suspect-{time.time_ns()}")
-            with contextlib.suppress(FileExistsError):
-                path.mkdir(mode=0o755)
-                path.chmod(0o755)  # the uploader reads its reasons here; the umask is 077
-                _match_owner(path, self.inbox)
-        raise OSError(errno.ELOOP, f"{path} keeps being replaced; not writing rejections there")
-
-    def _write_reason(self, folder: int, path: Path, outcome: Outcome) -> str:
-        """Write NAME.reason.json in ``folder`` (atomically); return the drop's new name."""
-        target = _drop_name(path)
-        if len(os.fsencode(target)) > 243:  # room for ".reason.json" within NAME_MAX
-            target = os.fsdecode(os.fsencode(target)[:223]) + f".{time.time_ns()}"
-        with contextlib.suppress(FileNotFoundError):
-            existing = os.stat(target, dir_fd=folder, follow_symlinks=False).st_mode
-            # rename() cannot put a folder over a file, or anything over a folder.
-            if stat.S_ISDIR(existing) or stat.S_ISDIR(os.lstat(path).st_mode):
-                target = f"{target}.{time.time_ns()}"
-        reason = {
-            "file": outcome.file,
-            "code": outcome.code,
-            "reason": outcome.reason,
-            "at": iso(self.clock()),
-        }
-        data = (json.dumps(reason, ensure_ascii=True) + "\n").encode()
-        final = f"{target}.reason.json"
-        tmp = f".reason.{os.getpid()}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=folder)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        fd = os.open(tmp, flags, 0o644, dir_fd=folder)
-        try:
-            os.fchmod(fd, 0o644)
-            if os.geteuid() == 0:
-                owner = self.inbox.stat()
-                os.fchown(fd, owner.st_uid, owner.st_gid)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final, src_dir_fd=folder, dst_dir_fd=folder)
-        return target
+        self.files.remove(claim)
 
 
 def _changes(request: Entry, cert: x509.Certificate) -> list[str]:
@@ -602,86 +451,3 @@ def _changes(request: Entry, cert: x509.Certificate) -> list[str]:
         return differences(RequestFields.from_mapping(request.request), cert)
     except InvalidRequest:
         return []
-
-
-def _claimed(root: Path) -> list[tuple[str, Path]]:
-    """(claim id, claimed path) of every claim under ``root``, oldest first."""
-    found = []
-    for entry in sorted(os.listdir(root)):
-        claim, dot, _ = entry.partition(".")
-        path = root / entry
-        if dot:
-            found.append((claim, path))
-        elif path.is_dir():
-            inside = os.listdir(path)
-            if inside:
-                found.append((claim, path / inside[0]))
-            else:
-                path.rmdir()
-    return found
-
-
-def display_name(name: str) -> str:
-    """A file name as logged and stored: bytes that are not UTF-8 (which the file system
-    allows, and Python carries as lone surrogates that neither SQLite nor strict JSON
-    parsers take) become ``\\xNN``."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
-
-
-def _drop_name(claimed: Path) -> str:
-    """The drop's own file name from its claimed path."""
-    if claimed.parent.name == CLAIMED:
-        return claimed.name.partition(".")[2]
-    return claimed.name
-
-
-def _claim(source: Path, target: Path) -> bool:
-    """Move ``source`` to ``target``; False if it is gone.
-
-    Link + unlink rather than rename: a rename out of the watched inbox is an unmatched
-    IN_MOVED_FROM, which watchdog holds for 0.5 s to pair it, stalling every event
-    behind it. Folders and files we may not link (protected_hardlinks) are renamed.
-    """
-    try:
-        os.link(source, target, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.rename(source, target)
-        except FileNotFoundError:
-            return False
-        return True
-    _forget_inbox_twin(source, target)
-    return True
-
-
-def _forget_inbox_twin(source: Path, claimed: Path) -> None:
-    """Unlink ``source`` if it is the very file now claimed (never a newer upload)."""
-    try:
-        if os.path.samestat(os.lstat(source), os.lstat(claimed)):
-            os.unlink(source)
-    except FileNotFoundError:
-        pass
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISLNK, "symbolic link"),
-        (stat.S_ISFIFO, "FIFO"),
-        (stat.S_ISDIR, "folder"),
-        (stat.S_ISSOCK, "socket"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-    ):
-        if test(mode):
-            return name
-    return "special file"
-
-
-def _match_owner(path: Path, like: Path) -> None:
-    """Give rejected results to the inbox's owner, so the uploader can read and clear them."""
-    if os.geteuid() != 0:
-        return
-    st = like.stat()
-    os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)

@@ -23,7 +23,7 @@ from watchdog.events import (
 )
 from watchdog.observers.inotify import InotifyObserver
 
-from certdrop.intake import is_drop_name
+from certdrop.inbox import is_drop_name
 
 
 class DropHandler(FileSystemEventHandler):
