@@ -102,7 +102,7 @@ class _Reader:
     def __init__(self, problems: list[str], where: str, table: Mapping[str, Any]) -> None:
         self.problems, self.where, self.table = problems, where, table
 
-    def _get(self, key: str, kinds: tuple[type, ...], kind_name: str, default: Any) -> Any:
+    def get(self, key: str, kinds: tuple[type, ...], kind_name: str, default: Any) -> Any:
         if key not in self.table:
             return default
         value = self.table[key]
@@ -112,24 +112,24 @@ class _Reader:
         return value
 
     def string(self, key: str, default: str = "") -> str:
-        return str(self._get(key, (str,), "a string", default))
+        return str(self.get(key, (str,), "a string", default))
 
     def number(self, key: str, default: float, minimum: float = 0) -> float:
-        value = float(self._get(key, (int, float), "a number", default))
+        value = float(self.get(key, (int, float), "a number", default))
         if value < minimum:
             self.problems.append(f"{self.where}{key} must be at least {minimum}, not {value}")
             return default
         return value
 
     def strings(self, key: str) -> tuple[str, ...]:
-        value = self._get(key, (list,), "a list of strings", [])
+        value = self.get(key, (list,), "a list of strings", [])
         if not all(isinstance(v, str) for v in value):
             self.problems.append(f"{self.where}{key} must be a list of strings")
             return ()
         return tuple(value)
 
     def table_of(self, key: str) -> Mapping[str, Any]:
-        return dict(self._get(key, (dict,), "a table", {}))
+        return dict(self.get(key, (dict,), "a table", {}))
 
     def unknown(self, known: set[str]) -> None:
         for key in sorted(set(self.table) - known):
@@ -165,7 +165,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
     expiry = _Reader(problems, "expiry.", top.table_of("expiry"))
     expiry.unknown({"check_interval_seconds", "warn_days", "renew_before_days"})
     interval = expiry.number("check_interval_seconds", 3600, minimum=1)
-    warn_raw = expiry._get("warn_days", (list,), "a list of whole numbers", [30, 14, 7, 1])
+    warn_raw = expiry.get("warn_days", (list,), "a list of whole numbers", [30, 14, 7, 1])
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in warn_raw):
         problems.append("expiry.warn_days must be a list of whole numbers of days, e.g. [30, 7]")
         warn_raw = [30, 14, 7, 1]

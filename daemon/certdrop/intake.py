@@ -399,6 +399,10 @@ class Intake:
         return self._pool
 
     def _add_to_pool(self, cert: x509.Certificate, work: _Work) -> None:
+        # Most drops carry the same intermediates again: the in-memory pool answers that
+        # (Certificate equality is DER equality) without touching SQLite.
+        if cert in self.pool():
+            return
         if self.inventory.add_to_pool(
             chains.fingerprint(cert), chains.to_pem([cert]), chains.describe_name(cert.subject)
         ):
