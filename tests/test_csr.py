@@ -7,8 +7,6 @@ import datetime as dt
 import functools
 import ipaddress
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from certdrop.pki.csr import (
     fields_of_certificate,
     generate_key,
 )
+from openssl_ca import openssl
 
 FULL: dict[str, Any] = {
     "cn": "www.example.com",
@@ -65,22 +64,6 @@ def rsa_key() -> rsa.RSAPrivateKey:
     key = generate_key("rsa", 2048)
     assert isinstance(key, rsa.RSAPrivateKey)
     return key
-
-
-def openssl(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real openssl binary; its output never holds key bytes in these tests."""
-    binary = shutil.which("openssl")
-    if binary is None:
-        pytest.fail("the openssl binary is needed for the real-peer tests; install openssl")
-    return subprocess.run(
-        [binary, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        cwd=cwd,
-        check=False,
-    )
 
 
 def openssl_verifies(path: Path, *options: str) -> bool:

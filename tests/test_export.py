@@ -6,8 +6,6 @@ No assertion here compares key-holding bytes directly, so a failure never prints
 from __future__ import annotations
 
 import functools
-import shutil
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from certdrop.pki.export import (
     export_pem,
     read_password,
 )
+from openssl_ca import openssl
 
 PASSWORD = "pässwörd 1".encode()  # non-ASCII on purpose: both formats must agree with openssl
 
@@ -53,21 +52,6 @@ def issued(kind: str) -> Issued:
     assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
     chain = [x509.load_pem_x509_certificate(blob.bytes()) for blob in leaf.cert_chain_pems]
     return Issued(key, chain, x509.load_pem_x509_certificate(root.cert_pem.bytes()))
-
-
-def openssl(*args: object) -> subprocess.CompletedProcess[str]:
-    """Run the real openssl binary with no terminal to prompt on."""
-    binary = shutil.which("openssl")
-    if binary is None:
-        pytest.fail("the openssl binary is needed for the real-peer tests; install openssl")
-    return subprocess.run(
-        [binary, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
 
 
 def write(path: Path, data: bytes) -> Path:
