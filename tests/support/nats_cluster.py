@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services import LOOPBACK, ServiceProcess, _Service, free_port, need
+from support.process import LOOPBACK, Service, ServiceProcess, free_port, need
 
 READY_TIMEOUT = 30.0  # a node that rejoins replays its store; 3 s is usual here
 
@@ -97,7 +97,7 @@ class NatsNode:
         self.stop(sig=signal.SIGKILL)
 
 
-class NatsCluster(_Service):
+class NatsCluster(Service):
     """``size`` nats-server nodes clustered on loopback; ``urls`` for a client."""
 
     def __init__(self, root: Path, size: int = 3) -> None:
