@@ -17,7 +17,12 @@ def add_parser(sub: Subparsers) -> None:
         help="deploy a certificate to services (reload, prove, roll back on failure)",
     )
     parser.add_argument("name", metavar="NAME", help="the certificate's name in `status`")
-    parser.add_argument("services", metavar="SERVICE", nargs="+", help="[services.NAME] tables")
+    parser.add_argument(
+        "services",
+        metavar="SERVICE",
+        nargs="+",
+        help="[services.NAME] tables; in fleet mode also GATEWAY/SERVICE or */SERVICE",
+    )
     parser.set_defaults(handler=assign)
 
 
@@ -26,7 +31,8 @@ def assign(config: configuration.Config, args: argparse.Namespace) -> int:
     results = json.loads(output)
     for r in results:
         print(f"{r['service']}: {r['state']}: {r['detail']}")
-    failed = [r["service"] for r in results if r["state"] != "ok"]
+    # "queued": a decision for other gateways, published for them to deploy and prove.
+    failed = [r["service"] for r in results if r["state"] not in ("ok", "queued")]
     if failed:
         print(
             f"certdrop: {len(failed)} of {len(results)} services did not take {args.name}: "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from certdrop import __version__
 from certdrop import config as configuration
-from certdrop.cli import assign, check, csr, export, run, status
+from certdrop.cli import assign, check, csr, export, fleet, run, status
 from certdrop.cli.common import Handler, Parser, Subparsers
 from certdrop.errors import UserError
 
@@ -25,6 +25,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     check.add_parser,
     csr.add_parser,
     export.add_parser,
+    fleet.add_parser,
 )
 
 

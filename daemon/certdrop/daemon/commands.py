@@ -13,6 +13,7 @@ from typing import Any
 
 from certdrop.daemon.state import Context
 from certdrop.errors import InvalidRequest, UserError
+from certdrop.fleet import commands as fleet
 from certdrop.intake.request import checked_request, create_request, fields_from_args
 from certdrop.services import reconcile
 
@@ -32,9 +33,38 @@ def csr(ctx: Context, args: dict[str, Any]) -> str:
 
 
 def assign(ctx: Context, args: dict[str, Any]) -> str:
-    """Make ``args["name"]`` the desired certificate of ``args["services"]`` and deploy."""
-    results = reconcile.assign(ctx, str(args["name"]), [str(s) for s in args["services"]])
+    """Make ``args["name"]`` the desired certificate of ``args["services"]`` and deploy.
+    In fleet mode a SERVICE may be GATEWAY/SERVICE or */SERVICE, and every decision is
+    also published."""
+    name, services = str(args["name"]), [str(s) for s in args["services"]]
+    if ctx.config.fleet is not None:
+        found = fleet.run(ctx, lambda node: fleet.assign(ctx, node, name, services))
+        return json.dumps(found)
+    if any("/" in s for s in services):
+        raise UserError("GATEWAY/SERVICE needs fleet mode: add a [fleet] table to the config")
+    results = reconcile.assign(ctx, name, services)
     return json.dumps([r.to_json() for r in results])
 
 
-COMMANDS: Mapping[str, Command] = {"csr": csr, "assign": assign}
+def fleet_approve(ctx: Context, args: dict[str, Any]) -> str:
+    gateway = str(args["gateway"])
+    return fleet.run(ctx, lambda node: fleet.approve(ctx, node, gateway))
+
+
+def fleet_revoke(ctx: Context, args: dict[str, Any]) -> str:
+    gateway = str(args["gateway"])
+    return fleet.run(ctx, lambda node: fleet.revoke(ctx, node, gateway))
+
+
+def fleet_status(ctx: Context, args: dict[str, Any]) -> str:
+    """Read-only, but answered by the daemon when it runs: it holds the live view."""
+    return json.dumps(fleet.run(ctx, lambda node: fleet.status(ctx, node)))
+
+
+COMMANDS: Mapping[str, Command] = {
+    "csr": csr,
+    "assign": assign,
+    "fleet_approve": fleet_approve,
+    "fleet_revoke": fleet_revoke,
+    "fleet_status": fleet_status,
+}

@@ -13,6 +13,7 @@ from typing import Protocol
 from certdrop.daemon.metrics import MetricsEndpoint
 from certdrop.daemon.state import Context
 from certdrop.daemon.worker import Worker
+from certdrop.fleet.node import FleetNode
 from certdrop.intake.work import Outcome
 from certdrop.renewal.expiry_check import ExpiryCheck
 from certdrop.services import hostname, reconcile
@@ -76,5 +77,14 @@ class HostnameDeploy:
 
 
 def features(ctx: Context, worker: Worker) -> list[Feature]:
-    """Every feature of ``certdrop run``, in the order their hooks run."""
-    return [HostnameDeploy(ctx, worker), MetricsEndpoint(ctx), ExpiryCheck(ctx, worker)]
+    """Every feature of ``certdrop run``, in the order their hooks run. In fleet mode the
+    fleet comes last (it publishes what the others changed) and holds the renewal lease."""
+    if ctx.config.fleet is None:
+        return [HostnameDeploy(ctx, worker), MetricsEndpoint(ctx), ExpiryCheck(ctx, worker)]
+    node = ctx.fleet = FleetNode(ctx, worker, ctx.config.fleet, ctx.intake)
+    return [
+        HostnameDeploy(ctx, worker),
+        MetricsEndpoint(ctx, fleet=node.status_view),
+        ExpiryCheck(ctx, worker, may_renew=node.may_renew),
+        node,
+    ]

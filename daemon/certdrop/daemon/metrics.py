@@ -21,11 +21,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from certdrop.daemon.fleet_metrics import render_fleet
 from certdrop.intake.work import Outcome
 from certdrop.store import snapshot
 from certdrop.store.context import Context
@@ -114,8 +115,10 @@ class Metrics:
         self._lock = threading.Lock()
         self._page: bytes | None = None
 
-    def publish(self, snapshot: Mapping[str, Any], drops: Mapping[str, int]) -> None:
-        page = render(snapshot, drops, time.time())
+    def publish(
+        self, snapshot: Mapping[str, Any], drops: Mapping[str, int], extra: str = ""
+    ) -> None:
+        page = render(snapshot, drops, time.time()) + extra.encode()
         with self._lock:
             self._page = page
 
@@ -192,8 +195,9 @@ class MetricsEndpoint:
     """The daemon feature: serve metrics when ``metrics.listen`` is set, and follow it
     across config reloads. Pages are rendered on the worker, served by the HTTP thread."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, fleet: Callable[[], Mapping[str, Any]] | None = None) -> None:
         self.ctx = ctx
+        self.fleet = fleet  # fleet mode: the fleet's report, appended as its own families
         self.metrics = Metrics()
         self.running: list[Endpoint] = []
 
@@ -217,7 +221,9 @@ class MetricsEndpoint:
         if self.running:  # the whole snapshot costs memory: build it only to serve it
             ctx = self.ctx
             self.metrics.publish(
-                snapshot.snapshot(ctx.config, ctx.inventory), ctx.inventory.drop_counts()
+                snapshot.snapshot(ctx.config, ctx.inventory),
+                ctx.inventory.drop_counts(),
+                render_fleet(self.fleet()) if self.fleet is not None else "",
             )
 
     # -- feature hooks ------------------------------------------------------------------

@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from certdrop import config as configuration
 from certdrop.errors import StateLocked
@@ -15,6 +16,7 @@ from certdrop.files import private_dir, replacing
 from certdrop.intake.pipeline import Intake
 from certdrop.intake.request_toml import on_request
 from certdrop.store import context, snapshot
+from certdrop.store import fleet as fleet_tables
 from certdrop.store.eventlog import StatusLogFile, open_log
 from certdrop.store.inventory import Inventory
 
@@ -54,6 +56,7 @@ class Context(context.Context):
     """The store's context plus the intake pipeline bound to it."""
 
     intake: Intake
+    fleet: Any = None  # the running FleetNode in fleet mode (set by the fleet feature)
 
 
 def open_context(
@@ -64,4 +67,8 @@ def open_context(
     inventory = Inventory(config.state / "inventory.sqlite3")
     intake = Intake(config, inventory, log)
     intake.on_request = on_request(intake)  # NAME.request.toml drops
+    if config.fleet is not None:
+        fleet_tables.enable(inventory)  # the outbox triggers: same transaction as a change
+    else:
+        fleet_tables.disable(inventory)
     return Context(config, inventory, log, intake), sink

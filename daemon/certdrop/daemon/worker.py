@@ -21,6 +21,7 @@ from certdrop.errors import CertdropError
 
 if TYPE_CHECKING:
     from certdrop.daemon.features import Feature
+    from certdrop.intake.work import Outcome
 
 SNAPSHOT_MAX_DELAY = 2.0  # seconds a burst may defer the status.json rewrite
 # A file the start-up scan finds may still be written (no daemon saw it open): it waits
@@ -135,9 +136,13 @@ class Worker:
             self._pending.discard(name)
         outcome = self.ctx.intake.process(name)
         if outcome is not None:
-            self.changed()
-            for feature in self.features:
-                feature.after_drop(outcome)
+            self.announce(outcome)
+
+    def announce(self, outcome: Outcome) -> None:
+        """Tell every feature what became of a drop (or of a certificate from the fleet)."""
+        self.changed()
+        for feature in self.features:
+            feature.after_drop(outcome)
 
     def write_snapshot(self) -> None:
         self._dirty = False

@@ -18,13 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Self
 
+from certdrop.config import GATEWAY_NAME
+
 VERSION = 1
 MAX_RECORD_BYTES = 1_000_000  # NATS' default max_payload is 1 MiB; a chain is a few kB
 MAX_PEM_CHARS = 512_000
 ALL = "*"  # an assignment for this service on every gateway that has it
 _ALL_TOKEN = "_all_"  # noqa: S105 - not a password; how "*" appears in a key ("*" is a NATS wildcard)
 
-GATEWAY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # no '.': it splits KV keys
 SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # as config.py allows
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _MAX_STAMP = 2**53  # stays exact in every JSON reader

@@ -82,6 +82,23 @@ class Intake:
         claim = self.files.claim(name)
         return None if claim is None else self._process_claimed(claim)
 
+    def take_bytes(self, data: bytes, source: str) -> Outcome:
+        """Check pieces that came otherwise than through the inbox (a certificate from the
+        fleet) with the same rules as a drop; recorded, held or rejected, no file kept."""
+        work = Work()
+        try:
+            pieces = assemble.sort_pieces(parse(data, []))
+            with self.inventory.transaction():
+                self._take(pieces, source, work)
+        except Rejection as rejection:
+            return Outcome(source, "rejected", code=rejection.code, reason=rejection.reason)
+        if work.intermediates:
+            self._pool = None
+        for level, event, fields in work.events:
+            getattr(self.log, level)(event, **fields)
+        held_only = work.held and not (work.recorded or work.duplicates)
+        return Outcome(source, "held" if held_only else "accepted", work.recorded)
+
     # -- one drop -------------------------------------------------------------------
     def _process_claimed(self, claim: Claim) -> Outcome:
         file = display_name(claim.name)

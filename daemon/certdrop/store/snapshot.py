@@ -60,9 +60,7 @@ def certificates(config: Config, inventory: Inventory) -> Iterator[dict[str, Any
 
 
 def held(inventory: Inventory) -> list[dict[str, Any]]:
-    return [
-        {"kind": r.kind, "from": r.from_file, "since": r.since} for r in inventory.held()
-    ]
+    return [{"kind": r.kind, "from": r.from_file, "since": r.since} for r in inventory.held()]
 
 
 def services(config: Config, inventory: Inventory) -> list[dict[str, Any]]:

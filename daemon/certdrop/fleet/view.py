@@ -1,0 +1,152 @@
+"""What this gateway knows of the fleet: every bucket's records, checked, in memory.
+
+Fed by the engine's watches (on the worker) or by a one-off snapshot (a CLI command). A
+record is decoded once per revision; one that is malformed or fails its signature check
+is left out and reported once (``fleet.record_rejected``). Pure apart from the clock
+the caller passes in; owned by one thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from certdrop.fleet import trust
+from certdrop.fleet.engine import Entry
+from certdrop.fleet.records import (
+    BUCKETS,
+    Assignment,
+    Certificate,
+    Envelope,
+    Founder,
+    Heartbeat,
+    Identity,
+    Lease,
+    Member,
+    Record,
+    RecordError,
+    SealedKey,
+    ServiceState,
+    decode,
+)
+from certdrop.fleet.trust import Membership
+
+Reject = Callable[[str, str, str, str], None]  # bucket, key, writer, reason
+
+
+@dataclass
+class FleetView:
+    """The latest decoded record of every key, and the membership they imply."""
+
+    founder_pin: Envelope | None = None  # the founder this gateway trusts (pinned locally)
+    records: dict[str, dict[str, Envelope]] = field(
+        default_factory=lambda: {b: {} for b in BUCKETS}
+    )
+    revisions: dict[tuple[str, str], int] = field(default_factory=dict)
+    membership: Membership = trust.EMPTY
+    _reported: set[tuple[str, str, int]] = field(default_factory=set)
+
+    def update(self, entries: Iterable[Entry], reject: Reject) -> set[str]:
+        """Take watched entries; returns the buckets whose records changed."""
+        changed: set[str] = set()
+        for e in entries:
+            if self.revisions.get((e.bucket, e.key)) == e.revision and e.value is not None:
+                continue
+            self.revisions[(e.bucket, e.key)] = e.revision
+            bucket = self.records.setdefault(e.bucket, {})
+            if e.value is None:
+                if bucket.pop(e.key, None) is not None:
+                    changed.add(e.bucket)
+                continue
+            try:
+                bucket[e.key] = decode(e.value, e.bucket, e.key)
+            except RecordError as exc:
+                bucket.pop(e.key, None)
+                self._report(e.bucket, e.key, e.revision, "?", str(exc)[:300], reject)
+                continue
+            changed.add(e.bucket)
+        if "certdrop_gateways" in changed:
+            self.recompute(reject)
+        return changed
+
+    def recompute(self, reject: Reject) -> None:
+        gateways = self.records.get("certdrop_gateways", {}).values()
+        founder = self.founder_pin or self.fleet_founder()
+        self.membership, refused = trust.membership(
+            founder,
+            [g for g in gateways if isinstance(g.record, Member)],
+            [g for g in gateways if isinstance(g.record, Identity)],
+        )
+        for env, reason in refused:
+            key = env.record.kv_key()
+            rev = self.revisions.get((env.record.BUCKET, key), 0)
+            self._report(env.record.BUCKET, key, rev, env.by, reason, reject)
+
+    def fleet_founder(self) -> Envelope | None:
+        """The founder record in the engine, if it is self-signed."""
+        env = self.records.get("certdrop_gateways", {}).get("founder")
+        if env is None or not isinstance(env.record, Founder) or trust.self_signed(env):
+            return None
+        return env
+
+    def _report(self, bucket: str, key: str, rev: int, by: str, why: str, reject: Reject) -> None:
+        if (bucket, key, rev) not in self._reported:
+            self._reported.add((bucket, key, rev))
+            reject(bucket, key, by, why)
+
+    def checked(self, kind: type[Record], reject: Reject) -> list[Envelope]:
+        """The records of ``kind`` whose writers may write them (others reported once)."""
+        found = []
+        bucket = kind.BUCKET
+        for key, env in self.records.get(bucket, {}).items():
+            if not isinstance(env.record, kind):
+                continue
+            why = trust.check(env, self.membership)
+            if why is None:
+                found.append(env)
+            else:
+                self._report(bucket, key, self.revisions.get((bucket, key), 0), env.by, why, reject)
+        return found
+
+    # -- typed views ------------------------------------------------------------------------
+    def certificates(self, reject: Reject) -> dict[str, Envelope]:
+        return {
+            e.record.sha256: e
+            for e in self.checked(Certificate, reject)
+            if isinstance(e.record, Certificate)
+        }
+
+    def sealed(self, reject: Reject) -> dict[tuple[str, str], Envelope]:
+        return {
+            (e.record.key_id, e.record.recipient): e
+            for e in self.checked(SealedKey, reject)
+            if isinstance(e.record, SealedKey)
+        }
+
+    def assignments(self, reject: Reject) -> list[Envelope]:
+        return self.checked(Assignment, reject)
+
+    def services(self, reject: Reject) -> list[Envelope]:
+        return self.checked(ServiceState, reject)
+
+    def heartbeats(self, reject: Reject) -> dict[str, Envelope]:
+        return {
+            e.record.gateway: e
+            for e in self.checked(Heartbeat, reject)
+            if isinstance(e.record, Heartbeat)
+        }
+
+    def lease(self, sha256: str, reject: Reject) -> Envelope | None:
+        env = self.records.get("certdrop_leases", {}).get(sha256)
+        if env is None or not isinstance(env.record, Lease):
+            return None
+        return env if trust.check(env, self.membership) is None else None
+
+    def current(self, bucket: str, key: str) -> Envelope | None:
+        """The decoded record there now, checked (for compare-and-swap decisions)."""
+        env = self.records.get(bucket, {}).get(key)
+        if env is None:
+            return None
+        if isinstance(env.record, Member | Founder | Identity):
+            return env
+        return env if trust.check(env, self.membership) is None else None
