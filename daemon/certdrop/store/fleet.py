@@ -28,16 +28,27 @@ CREATE TABLE IF NOT EXISTS fleet_applied (
     service TEXT PRIMARY KEY, at INTEGER NOT NULL, by TEXT NOT NULL, sha256 TEXT
 );
 """
-# INSERT OR REPLACE gives a changed row a new id, so a publish of its older state that
+# A changed row gets a new id (delete, then insert), so a publish of its older state that
 # finishes later deletes nothing (``done`` matches on id) and the newer state goes out.
+# Not INSERT OR REPLACE: inside a trigger, the outer statement's conflict policy (the
+# services table is written by upserts) would override it.
 TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS fleet_certificate_recorded AFTER INSERT ON certificates
 WHEN NEW.sha256 IS NOT NULL AND NEW.cert_pem IS NOT NULL
-BEGIN INSERT OR REPLACE INTO fleet_outbox (kind, ref) VALUES ('certificate', NEW.sha256); END;
+BEGIN
+  DELETE FROM fleet_outbox WHERE kind = 'certificate' AND ref = NEW.sha256;
+  INSERT INTO fleet_outbox (kind, ref) VALUES ('certificate', NEW.sha256);
+END;
 CREATE TRIGGER IF NOT EXISTS fleet_service_added AFTER INSERT ON services
-BEGIN INSERT OR REPLACE INTO fleet_outbox (kind, ref) VALUES ('service', NEW.name); END;
+BEGIN
+  DELETE FROM fleet_outbox WHERE kind = 'service' AND ref = NEW.name;
+  INSERT INTO fleet_outbox (kind, ref) VALUES ('service', NEW.name);
+END;
 CREATE TRIGGER IF NOT EXISTS fleet_service_changed AFTER UPDATE ON services
-BEGIN INSERT OR REPLACE INTO fleet_outbox (kind, ref) VALUES ('service', NEW.name); END;
+BEGIN
+  DELETE FROM fleet_outbox WHERE kind = 'service' AND ref = NEW.name;
+  INSERT INTO fleet_outbox (kind, ref) VALUES ('service', NEW.name);
+END;
 """
 _TRIGGER_NAMES = ("fleet_certificate_recorded", "fleet_service_added", "fleet_service_changed")
 
@@ -53,7 +64,9 @@ class Queued:
 
 
 def enable(inventory: Inventory) -> None:
-    """Fleet mode on: the tables and the outbox triggers exist (idempotent)."""
+    """Fleet mode on: the tables and the outbox triggers exist (idempotent; triggers
+    made by an older version are replaced)."""
+    disable(inventory)
     inventory.db.executescript(SCHEMA + TRIGGERS)
 
 
