@@ -99,6 +99,13 @@ class Fleet:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:  # shown by pytest with the failure: what each gateway saw
+            for gw in self.gateways:
+                print(f"---- {gw.name} (last events)")
+                for event in gw.daemon.events()[-25:]:
+                    print(json.dumps(event)[:400])
+                with contextlib.suppress(OSError):
+                    print((gw.root / "daemon.stderr").read_text()[-2000:])
         try:
             for gw in self.gateways:
                 with contextlib.suppress(Exception):

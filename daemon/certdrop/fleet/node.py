@@ -168,8 +168,12 @@ class FleetNode:
         return self.key.sign(record, self.me, now_ms() if at is None else at)
 
     def heartbeat(self) -> None:
+        """Say this gateway is alive; and drain the outbox (a failed publish retries here)."""
+        if not self.engine.connected:
+            return
         services = tuple(sorted(self.ctx.config.services))
         self.publisher.send(self.sign(Heartbeat(self.me, __version__, services)))
+        self.publisher.drain()
 
     def identity_record(self) -> Envelope:
         return self.sign(Identity(self.me, self.key.public.sign_key, __version__))
