@@ -179,6 +179,7 @@ class Applier:
             for env in certs.values()
             if isinstance(env.record, Certificate)
         }
+        todo = [(k, r) for k, r in todo if r != origin.get(k)]  # its publisher has it
         for key_id, recipient in todo[:SEAL_BATCH]:
             # Sealing is everyone's right but one gateway's job, so N gateways don't all
             # seal the same key: the publisher of the certificate, or the approver.
