@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from certdrop.fleet.engine import Engine, Settings
 from certdrop.fleet.records import BUCKETS
 from support.daemon import drop
-from support.fleet import HOSTNAME, Fleet, Gateway, bundle, fleet_of, leaf, serves, wait
+from support.fleet import HOSTNAME, Fleet, bundle, fleet_of, leaf, serves, wait
 from support.process import need
 
 pytestmark = pytest.mark.real
@@ -158,3 +158,78 @@ def test_two_nats_nodes_down_drops_still_deploy_and_everyone_converges(tmp_path:
             wait(f"{gw.name} serves the first", lambda g=gw: serves(g.url, first.sha256), 90)
         wait("everyone has the second", lambda: all(g.has(second.sha256) for g in (a, b, c)), 60)
         wait("A's outbox drained", lambda: a.fleet_status()["outbox"] == 0, 30)
+
+
+def test_a_renewal_runs_once_and_lands_on_every_gateway(tmp_path: Path) -> None:
+    """A certificate due for renewal on three gateways is renewed once, by the gateway
+    that took the lease, through lego at pebble; the renewed certificate replaces the old
+    one on all three and the fleet's decision names the new one."""
+    need("lego")
+    import datetime as dt
+
+    from support.daemon import ROOT as CHECKOUT
+    from support.fleet import INTERMEDIATE
+    from support.pebble import Pebble
+    from support.pkitools import ec_key, issue
+    from support.process import LOOPBACK, free_port
+
+    now = dt.datetime.now(dt.UTC)
+    old = issue(
+        "renew.fleet.test", ec_key(760), INTERMEDIATE, sans=["renew.fleet.test"],
+        not_before=now - dt.timedelta(minutes=4), not_after=now + dt.timedelta(minutes=2),
+    )  # fmt: skip
+    lego = CHECKOUT / "deploy" / "renew" / "lego-csr.sh"
+    with Pebble(tmp_path / "pebble") as pebble:
+        renewal = (
+            "[expiry]\ncheck_interval_seconds = 1\n"
+            f'[renewal]\ncommand = {json.dumps([str(lego), "{csr}", "{name}", "{inbox}"])}\n'
+            "timeout_seconds = 60\n"
+        )
+
+        def env() -> dict[str, str]:
+            return {
+                **pebble.lego_env(),
+                "LEGO_EMAIL": "pki@example.test",
+                "LEGO_SERVER": pebble.directory_url,
+                "LEGO_HTTP_PORT": f"{LOOPBACK}:{free_port()}",
+            }
+
+        with Fleet(tmp_path / "fleet") as fleet:
+            fleet.roots_pem.write_bytes(fleet.roots_pem.read_bytes() + pebble.root_pem())
+            a = fleet.gateway("gw-a", hostname="", extra_config=renewal, env=env())
+            a.daemon.wait_for("fleet.founder_pinned", founder="gw-a", timeout=30)
+            b = fleet.gateway("gw-b", hostname="", extra_config=renewal, env=env())
+            c = fleet.gateway("gw-c", hostname="", extra_config=renewal, env=env())
+            fleet.approved(a, "gw-b", "gw-c")
+            drop(a.daemon.inbox, "renew.pem", old.pem + INTERMEDIATE.pem + old.key_pem())
+            a.daemon.wait_for("drop.accepted", file="renew.pem")
+            wait("B and C have it", lambda: b.has(old.sha256) and c.has(old.sha256))
+            a.cli("assign", "renew", "*/admin-console")
+            gateways = (a, b, c)
+            done = None
+            deadline = time.monotonic() + 90
+            while done is None and time.monotonic() < deadline:
+                found = [e for g in gateways for e in g.events("renewal.completed")]
+                done = found[0] if found else None
+                time.sleep(0.2)
+            assert done is not None, "no gateway completed the renewal"
+            new_sha = done["sha256"]
+            for gw in gateways:
+                wait(f"{gw.name} serves the renewed one", lambda g=gw: serves(g.url, new_sha), 60)
+            started = [g.name for g in gateways for _ in g.events("renewal.started")]
+            assert len(started) == 1, started  # once, on one gateway
+            holder = started[0]
+            leases = [g.name for g in gateways for _ in g.events("fleet.lease_taken")]
+            assert leases == [holder]
+            others = [g for g in gateways if g.name != holder]
+            for gw in others:
+                got = gw.events("fleet.certificate_received")
+                assert any(e["sha256"] == new_sha and e["origin"] == holder for e in got)
+            wait(
+                "the fleet's decision names the renewed certificate",
+                lambda: all(
+                    s["fleet_desired"] == new_sha and s["proven"] == new_sha
+                    for s in b.fleet_status()["services"]
+                ),
+                30,
+            )

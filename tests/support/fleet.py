@@ -121,6 +121,7 @@ class Fleet:
         hostname: str = HOSTNAME,
         start: bool = True,
         extra_config: str = "",
+        env: dict[str, str] | None = None,
     ) -> Gateway:
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -146,12 +147,12 @@ class Fleet:
                 "probe_timeout_seconds = 5\n"
             )
         config = (
-            f'[trust]\nca_bundle = "{self.roots_pem}"\n'
+            f'{extra_config}[trust]\nca_bundle = "{self.roots_pem}"\n'
             f"[fleet]\nservers = {json.dumps(self.cluster.urls)}\n"
-            f'gateway = "{name}"\nheartbeat_seconds = 1\n{extra_config}'
+            f'gateway = "{name}"\nheartbeat_seconds = 1\n'
             f"{services}"
         )
-        gw = Gateway(name, folder, RunningDaemon(folder, config), nginx)
+        gw = Gateway(name, folder, RunningDaemon(folder, config, env=env), nginx)
         self.gateways.append(gw)
         if start:
             gw.daemon.start(timeout=30)
@@ -175,9 +176,13 @@ def _state(gw: Gateway, name: str) -> str | None:
 
 
 @contextlib.contextmanager
-def fleet_of(root: Path, names: list[str], **options: Any) -> Iterator[tuple[Fleet, list[Gateway]]]:
-    """A fleet with gateways ``names``: the first founds it and approves the others."""
+def fleet_of(
+    root: Path, names: list[str], roots: bytes = b"", **options: Any
+) -> Iterator[tuple[Fleet, list[Gateway]]]:
+    """A fleet with gateways ``names``: the first founds it and approves the others.
+    ``roots`` are trusted too (e.g. pebble's)."""
     with Fleet(root) as fleet:
+        fleet.roots_pem.write_bytes(ROOT.pem + roots)
         first = fleet.gateway(names[0], **options)
         first.daemon.wait_for("fleet.founder_pinned", founder=names[0], timeout=30)
         rest = [fleet.gateway(n, **options) for n in names[1:]]

@@ -18,6 +18,7 @@ from certdrop.fleet import trust
 from certdrop.fleet.crypto import verify
 from certdrop.fleet.engine import Decision, EngineError, Entry, Unavailable, aget, put_decided
 from certdrop.fleet.records import (
+    Assignment,
     Certificate,
     Envelope,
     Founder,
@@ -208,6 +209,29 @@ class Publisher:
             self.again = False
             self.drain()
 
+    def _carry_decisions(self, old: str, new: str, name: str) -> None:
+        """A renewal made here: the fleet's decisions for the old certificate now name the
+        new one, so a gateway that joins later deploys the renewed certificate."""
+        node = self.node
+        queued = []
+        for env in node.view.assignments(node.reject):
+            record = env.record
+            if isinstance(record, Assignment) and record.sha256 == old:
+                renewed = Assignment(record.gateway, record.service, new, name[:128])
+                queued.append(node.sign(renewed, stamp_after(_now_ms(), [env])))
+        if queued:
+            with node.ctx.inventory.transaction():
+                for env in queued:
+                    tables.queue_record(
+                        node.ctx.inventory, env.record.BUCKET, env.record.kv_key(), env.encode()
+                    )
+                    record = env.record
+                    assert isinstance(record, Assignment)
+                    # Applied here already: the renewal's own hand-back deployed it.
+                    if record.service in node.ctx.config.services:
+                        tables.set_applied(node.ctx.inventory, record.service, env.at, env.by, new)
+                    node.view.records["certdrop_assign"][record.kv_key()] = env
+
     def _build(self, kind: str, ref: str) -> Envelope | None:
         """The record for a trigger row, from the inventory as it is now."""
         node = self.node
@@ -217,6 +241,8 @@ class Publisher:
             if entry is None or entry.cert_pem is None or entry.status == "requested":
                 return None
             old = inv.entry(entry.renews) if entry.renews else None
+            if old is not None and old.sha256:
+                self._carry_decisions(old.sha256, entry.sha256 or ref, entry.name)
             record: Certificate | ServiceState = Certificate(
                 sha256=ref,
                 name=entry.name,
