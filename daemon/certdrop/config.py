@@ -265,7 +265,9 @@ def _fleet(table: Mapping[str, Any], problems: list[str], path: Any, state: Path
         problems.append('fleet.servers must list the NATS URLs, e.g. ["nats://10.0.0.1:4222"]')
     for url in servers:
         if not url.startswith(("nats://", "tls://")) or not _is_host_port_url(url):
-            problems.append(f"fleet.servers: {url!r} must be nats://HOST:PORT or tls://HOST:PORT")
+            problems.append(
+                f"fleet.servers: {url!r} must be nats://HOST[:PORT] or tls://HOST[:PORT]"
+            )
     gateway = r.string("gateway") or socket.gethostname().split(".")[0]
     if not GATEWAY_NAME.fullmatch(gateway):
         problems.append(

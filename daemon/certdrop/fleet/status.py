@@ -24,10 +24,6 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _quiet(*_: object) -> None:
-    """Status reads; the daemon's watch already logged every rejected record."""
-
-
 def report(
     view: FleetView,
     me: str,
@@ -38,7 +34,7 @@ def report(
     outbox: int,
 ) -> dict[str, Any]:
     m = view.membership
-    beats = view.heartbeats(_quiet)
+    beats = view.heartbeats(None)
     seen = {g: e.at for g, e in beats.items()}
     stale = set(stale_gateways(seen, now_ms, int(heartbeat_seconds * 3000)))
     names = sorted({*m.approved, *m.pending, *m.revoked, *beats})
@@ -61,10 +57,10 @@ def report(
                 "this": name == me,
             }
         )
-    decisions = view.assignments(_quiet)
+    decisions = view.assignments(None)
     services = []
     disagreements: list[dict[str, Any]] = []
-    for env in sorted(view.services(_quiet), key=lambda e: e.record.kv_key()):
+    for env in sorted(view.services(None), key=lambda e: e.record.kv_key()):
         s = env.record
         assert isinstance(s, ServiceState)
         won = effective_assignment(s.gateway, s.service, decisions)

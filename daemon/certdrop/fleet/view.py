@@ -46,7 +46,7 @@ class FleetView:
     membership: Membership = trust.EMPTY
     _reported: set[tuple[str, str, int]] = field(default_factory=set)
 
-    def update(self, entries: Iterable[Entry], reject: Reject) -> set[str]:
+    def update(self, entries: Iterable[Entry], reject: Reject | None) -> set[str]:
         """Take watched entries; returns the buckets whose records changed."""
         changed: set[str] = set()
         for e in entries:
@@ -69,7 +69,7 @@ class FleetView:
             self.recompute(reject)
         return changed
 
-    def recompute(self, reject: Reject) -> None:
+    def recompute(self, reject: Reject | None) -> None:
         gateways = self.records.get("certdrop_gateways", {}).values()
         founder = self.founder_pin or self.fleet_founder()
         self.membership, refused = trust.membership(
@@ -89,12 +89,15 @@ class FleetView:
             return None
         return env
 
-    def _report(self, bucket: str, key: str, rev: int, by: str, why: str, reject: Reject) -> None:
-        if (bucket, key, rev) not in self._reported:
+    def _report(
+        self, bucket: str, key: str, rev: int, by: str, why: str, reject: Reject | None
+    ) -> None:
+        """Report a refused record once; ``reject`` None: a reader that only looks."""
+        if reject is not None and (bucket, key, rev) not in self._reported:
             self._reported.add((bucket, key, rev))
             reject(bucket, key, by, why)
 
-    def checked(self, kind: type[Record], reject: Reject) -> list[Envelope]:
+    def checked(self, kind: type[Record], reject: Reject | None) -> list[Envelope]:
         """The records of ``kind`` whose writers may write them (others reported once)."""
         found = []
         bucket = kind.BUCKET
@@ -109,34 +112,34 @@ class FleetView:
         return found
 
     # -- typed views ------------------------------------------------------------------------
-    def certificates(self, reject: Reject) -> dict[str, Envelope]:
+    def certificates(self, reject: Reject | None) -> dict[str, Envelope]:
         return {
             e.record.sha256: e
             for e in self.checked(Certificate, reject)
             if isinstance(e.record, Certificate)
         }
 
-    def sealed(self, reject: Reject) -> dict[tuple[str, str], Envelope]:
+    def sealed(self, reject: Reject | None) -> dict[tuple[str, str], Envelope]:
         return {
             (e.record.key_id, e.record.recipient): e
             for e in self.checked(SealedKey, reject)
             if isinstance(e.record, SealedKey)
         }
 
-    def assignments(self, reject: Reject) -> list[Envelope]:
+    def assignments(self, reject: Reject | None) -> list[Envelope]:
         return self.checked(Assignment, reject)
 
-    def services(self, reject: Reject) -> list[Envelope]:
+    def services(self, reject: Reject | None) -> list[Envelope]:
         return self.checked(ServiceState, reject)
 
-    def heartbeats(self, reject: Reject) -> dict[str, Envelope]:
+    def heartbeats(self, reject: Reject | None) -> dict[str, Envelope]:
         return {
             e.record.gateway: e
             for e in self.checked(Heartbeat, reject)
             if isinstance(e.record, Heartbeat)
         }
 
-    def lease(self, sha256: str, reject: Reject) -> Envelope | None:
+    def lease(self, sha256: str, reject: Reject | None) -> Envelope | None:
         env = self.records.get("certdrop_leases", {}).get(sha256)
         if env is None or not isinstance(env.record, Lease):
             return None
