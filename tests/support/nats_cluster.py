@@ -33,7 +33,9 @@ class NodePorts:
 class NatsNode:
     """One nats-server of the cluster: its config, store, ports and (when running) process."""
 
-    def __init__(self, root: Path, name: str, ports: NodePorts, routes: list[str]) -> None:
+    def __init__(
+        self, root: Path, name: str, ports: NodePorts, routes: list[str], extra: str = ""
+    ) -> None:
         self.name = name
         self.ports = ports
         self.folder = root / name
@@ -41,13 +43,18 @@ class NatsNode:
         self.store = self.folder / "js"
         self.config = self.folder / "nats.conf"
         route_list = ", ".join(routes)
+        cluster = (  # one node alone runs JetStream unclustered
+            f"cluster {{ name: certdrop-test, listen: {LOOPBACK}:{ports.cluster},\n"
+            f"          routes: [{route_list}] }}\n"
+            if len(routes) > 1
+            else ""
+        )
         self.config.write_text(
             f"server_name: {name}\n"
             f"listen: {LOOPBACK}:{ports.client}\n"
             f"http: {LOOPBACK}:{ports.http}\n"
             f'jetstream {{ store_dir: "{self.store}" }}\n'
-            f"cluster {{ name: certdrop-test, listen: {LOOPBACK}:{ports.cluster},\n"
-            f"          routes: [{route_list}] }}\n"
+            f"{cluster}{extra}"
         )
         self.process: ServiceProcess | None = None
 
@@ -100,10 +107,11 @@ class NatsNode:
 class NatsCluster(Service):
     """``size`` nats-server nodes clustered on loopback; ``urls`` for a client."""
 
-    def __init__(self, root: Path, size: int = 3) -> None:
+    def __init__(self, root: Path, size: int = 3, extra: str = "") -> None:
+        """``extra`` is appended to every node's config (e.g. a ``tls {}`` block)."""
         ports = [NodePorts(free_port(), free_port(), free_port()) for _ in range(size)]
         routes = [f"nats-route://{LOOPBACK}:{p.cluster}" for p in ports]
-        self.nodes = [NatsNode(root, f"n{i + 1}", p, routes) for i, p in enumerate(ports)]
+        self.nodes = [NatsNode(root, f"n{i + 1}", p, routes, extra) for i, p in enumerate(ports)]
 
     @property
     def urls(self) -> list[str]:
@@ -114,7 +122,8 @@ class NatsCluster(Service):
             node.start()
         for node in self.nodes:
             node.wait_healthy()
-        self.wait_meta_leader()
+        if len(self.nodes) > 1:
+            self.wait_meta_leader()
 
     def wait_meta_leader(self, timeout: float = READY_TIMEOUT) -> None:
         """Wait until the running nodes agree on a JetStream meta leader (buckets can be made)."""
