@@ -90,7 +90,7 @@ def received(gw_log: Path, sha256: str) -> bool:
 
 
 def n_gateways(folder: Path, n: int) -> list[float]:
-    with Fleet(folder) as fleet:
+    with Fleet(folder, heartbeat=10.0) as fleet:  # the default: N heartbeats a second cost
         names = [f"gw{i:03d}" for i in range(n)]
         first = fleet.gateway(names[0], console=False)
         first.daemon.wait_for("fleet.founder_pinned", timeout=60)

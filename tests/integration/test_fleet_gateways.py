@@ -4,6 +4,7 @@ each with its own state and its own nginx admin console, on 127.0.0.1."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import time
 from pathlib import Path
@@ -233,3 +234,34 @@ def test_a_renewal_runs_once_and_lands_on_every_gateway(tmp_path: Path) -> None:
                 ),
                 30,
             )
+
+
+def test_with_the_engine_gone_a_gateway_says_so_once_and_catches_up(tmp_path: Path) -> None:
+    """All NATS nodes stopped: A logs fleet.disconnected once (not per retry), still
+    deploys its own drop, logs fleet.connected when the nodes are back, and B gets the
+    drop. `fleet status` works in-process with B's daemon stopped."""
+    with fleet_of(tmp_path, ["gw-a", "gw-b"]) as (fleet, (a, b)):
+        for node in fleet.cluster.nodes:
+            node.stop()
+        a.daemon.wait_for("fleet.disconnected", timeout=30)
+        time.sleep(1)
+        said = len(a.events("fleet.disconnected"))  # per node that went, while others were up
+        cert = leaf(6, HOSTNAME)
+        drop(a.daemon.inbox, "alone.pem", bundle(cert))
+        wait("A deploys alone", lambda: serves(a.url, cert.sha256), 30)
+        time.sleep(4)  # several reconnect attempts happen meanwhile
+        assert len(a.events("fleet.disconnected")) == said  # not once per retry
+        for node in fleet.cluster.nodes:
+            node.start()
+        for node in fleet.cluster.nodes:
+            node.wait_healthy()
+        a.daemon.wait_for("fleet.connected", timeout=60, since_start=True)
+        wait("B serves A's drop", lambda: serves(b.url, cert.sha256), 90)
+        changes = [e["event"] for e in a.daemon.events() if e["event"] in ("fleet.connected", "fleet.disconnected")]
+        assert changes[0] == "fleet.connected" and changes[-1] == "fleet.connected"
+        assert all(x != y for x, y in itertools.pairwise(changes))  # changes only, no repeats
+        b.daemon.stop()
+        report = b.fleet_status()  # no daemon: the CLI reads the engine itself
+        assert report["engine_connected"] is True
+        assert {g["gateway"] for g in report["gateways"]} == {"gw-a", "gw-b"}
+        assert any(s["gateway"] == "gw-a" and s["proven"] == cert.sha256 for s in report["services"])

@@ -85,8 +85,9 @@ class Gateway:
 class Fleet:
     """``size`` NATS nodes and gateways made on demand with :meth:`gateway`."""
 
-    def __init__(self, root: Path, nats_nodes: int = 3) -> None:
+    def __init__(self, root: Path, nats_nodes: int = 3, heartbeat: float = 1.0) -> None:
         self.root = root
+        self.heartbeat = heartbeat  # tests: 1 s, so a failed publish retries fast
         self.cluster = NatsCluster(root / "nats", nats_nodes)
         self.gateways: list[Gateway] = []
         self.roots_pem = root / "roots.pem"
@@ -149,13 +150,13 @@ class Fleet:
         config = (
             f'{extra_config}[trust]\nca_bundle = "{self.roots_pem}"\n'
             f"[fleet]\nservers = {json.dumps(self.cluster.urls)}\n"
-            f'gateway = "{name}"\nheartbeat_seconds = 1\n'
+            f'gateway = "{name}"\nheartbeat_seconds = {self.heartbeat}\n'
             f"{services}"
         )
         gw = Gateway(name, folder, RunningDaemon(folder, config, env=env), nginx)
         self.gateways.append(gw)
         if start:
-            gw.daemon.start(timeout=30)
+            gw.daemon.start(timeout=60)
             gw.daemon.wait_for("fleet.connected", timeout=30)
         return gw
 

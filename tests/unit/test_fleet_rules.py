@@ -109,3 +109,32 @@ def test_every_key_is_sealed_to_every_approved_gateway_once() -> None:
 def test_gateways_not_seen_for_a_while_are_named() -> None:
     """A gateway whose last heartbeat is older than the limit is stale; others are not."""
     assert stale_gateways({"gw-a": 1000, "gw-b": 9000}, 10_000, 5000) == ["gw-a"]
+
+
+def test_publishing_a_lease_never_takes_a_live_one_from_another_gateway() -> None:
+    """Two gateways racing for a lease: whoever finds the other's live lease there backs
+    off, even with a later stamp; an expired lease, garbage, or a forged one is taken."""
+    from certdrop.fleet.publish import judge
+    from certdrop.fleet.trust import membership
+
+    fleet, _ = membership(A.founder(), [A.approve(B)])
+    held_by_a = A.sign(Lease(sha("c"), "gw-a", 10_000), at=100)
+    b_wants = B.sign(Lease(sha("c"), "gw-b", 20_000), at=9_999)
+    assert judge(held_by_a.encode(), b_wants, fleet, now_ms=5_000) == "superseded"
+    assert judge(held_by_a.encode(), b_wants, fleet, now_ms=80_001) == "write"  # expired + grace
+    assert judge(None, b_wants, fleet, now_ms=5_000) == "write"
+    assert judge(b"garbage", b_wants, fleet, now_ms=5_000) == "write"
+    forged = C.sign(Lease(sha("c"), "gw-c", 10**9), at=100)  # gw-c is not approved
+    assert judge(forged.encode(), b_wants, fleet, now_ms=5_000) == "write"
+    assert judge(held_by_a.encode(), A.sign(Lease(sha("c"), "gw-a", 30_000), 200), fleet, 5_000) == "write"
+
+
+def test_a_stale_decision_is_not_forced_over_a_newer_one() -> None:
+    """judge() drops an older assignment and finds a repeat of the stored one done."""
+    from certdrop.fleet.publish import judge
+    from certdrop.fleet.trust import membership
+
+    fleet, _ = membership(A.founder(), [A.approve(B)])
+    newer = B.assign("*", "web", "y", 200)
+    assert judge(newer.encode(), A.assign("*", "web", "x", 100), fleet, 0) == "superseded"
+    assert judge(newer.encode(), newer, fleet, 0) == "done"

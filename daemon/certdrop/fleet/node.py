@@ -23,14 +23,13 @@ from certdrop.config import FleetConfig
 from certdrop.fleet import apply, identity, publish
 from certdrop.fleet.engine import Engine, Entry, Settings, Unavailable
 from certdrop.fleet.records import BUCKETS, Envelope, Heartbeat, Identity, Lease, Record, decode
-from certdrop.fleet.rules import lease_action
+from certdrop.fleet.rules import LEASE_GRACE_MS, lease_action
 from certdrop.fleet.view import FleetView
 from certdrop.intake.pipeline import Intake
 from certdrop.intake.work import Outcome
 from certdrop.store import fleet as tables
 from certdrop.store.context import Context
 
-LEASE_GRACE_MS = 60_000  # clocks of two gateways may disagree by this much
 RESYNC_SECONDS = 300.0  # a full replay now and then: a safety net under the watches
 
 
@@ -202,7 +201,8 @@ class FleetNode:
             outcome = self.publisher.send_now(mine)
         except Unavailable:
             # Working alone: only a lease this gateway still holds covers a renewal.
-            return current is not None and action.kind == "extend"
+            held = current.record if current is not None else None
+            return isinstance(held, Lease) and held.holder == self.me and held.expires > now
         if outcome == "superseded":
             return False
         self.view.records["certdrop_leases"][sha256] = mine

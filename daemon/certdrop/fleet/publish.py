@@ -23,12 +23,14 @@ from certdrop.fleet.records import (
     Envelope,
     Founder,
     Identity,
+    Lease,
     Member,
     RecordError,
     ServiceState,
     decode,
 )
-from certdrop.fleet.rules import publish_action, stamp_after
+from certdrop.fleet.rules import LEASE_GRACE_MS, lease_action, publish_action, stamp_after
+from certdrop.fleet.trust import Membership
 from certdrop.store import fleet as tables
 
 if TYPE_CHECKING:
@@ -50,27 +52,9 @@ class Publisher:
     # -- deciding -----------------------------------------------------------------------
     def decider(self, mine: Envelope) -> Callable[[Entry | None], Decision]:
         membership = self.node.view.membership  # an immutable snapshot for the engine thread
-
-        def decide(current: Entry | None) -> Decision:
-            if current is None or current.value is None:
-                return "write"
-            try:
-                there = decode(current.value, mine.record.BUCKET, mine.record.kv_key())
-            except RecordError:
-                return "write"  # garbage under our key: replace it
-            if isinstance(mine.record, Founder):
-                return "done"  # the first founder stands
-            record = there.record
-            if isinstance(record, Member):
-                signer = membership.signer(there.by)
-                ok = signer is not None and verify(there, signer)
-            elif isinstance(record, Identity | Founder):
-                ok = trust.self_signed(there) is None
-            else:
-                ok = trust.check(there, membership) is None
-            return publish_action(there if ok else None, mine)
-
-        return decide
+        return lambda current: judge(
+            None if current is None else current.value, mine, membership, _now_ms()
+        )
 
     # -- one record now or soon ---------------------------------------------------------------
     def send(self, env: Envelope) -> concurrent.futures.Future[Decision]:
@@ -270,6 +254,36 @@ class Publisher:
             return None
         seen = node.view.records.get(record.BUCKET, {}).get(record.kv_key())
         return node.sign(record, stamp_after(_now_ms(), [seen] if seen else []))
+
+
+def judge(current: bytes | None, mine: Envelope, membership: Membership, now_ms: int) -> Decision:
+    """Whether to write ``mine`` over the bytes stored under its key now. Pure.
+
+    Garbage or a record that fails its check is replaced; a founder already there stands;
+    someone else's live lease stands; otherwise :func:`rules.publish_action` decides.
+    """
+    if current is None:
+        return "write"
+    try:
+        there = decode(current, mine.record.BUCKET, mine.record.kv_key())
+    except RecordError:
+        return "write"  # garbage under our key: replace it
+    if isinstance(mine.record, Founder):
+        return "done"  # the first founder stands
+    record = there.record
+    if isinstance(record, Member):
+        signer = membership.signer(there.by)
+        ok = signer is not None and verify(there, signer)
+    elif isinstance(record, Identity | Founder):
+        ok = trust.self_signed(there) is None
+    else:
+        ok = trust.check(there, membership) is None
+    if ok and isinstance(record, Lease) and isinstance(mine.record, Lease):
+        # A lease is not a later-wins decision: someone else's live lease stands (so two
+        # gateways racing for it end with one holder).
+        taken = lease_action(there, mine.by, now_ms, 0, LEASE_GRACE_MS)
+        return "superseded" if taken.kind == "busy" else "write"
+    return publish_action(there if ok else None, mine)
 
 
 async def engine_delete(kv: object, key: str) -> None:

@@ -24,6 +24,7 @@ from typing import Literal
 from certdrop.fleet.records import ALL, Assignment, Certificate, Envelope, Lease, SealedKey
 
 Action = Literal["write", "done", "superseded"]
+LEASE_GRACE_MS = 60_000  # how far two gateways' clocks may disagree about a lease's end
 
 
 def order(envelope: Envelope) -> tuple[int, str, bytes]:
