@@ -236,11 +236,27 @@ def test_a_renewal_runs_once_and_lands_on_every_gateway(tmp_path: Path) -> None:
             )
 
 
+def metrics(port: int) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        return reply.read().decode()
+
+
 def test_with_the_engine_gone_a_gateway_says_so_once_and_catches_up(tmp_path: Path) -> None:
     """All NATS nodes stopped: A logs fleet.disconnected once (not per retry), still
-    deploys its own drop, logs fleet.connected when the nodes are back, and B gets the
-    drop. `fleet status` works in-process with B's daemon stopped."""
-    with fleet_of(tmp_path, ["gw-a", "gw-b"]) as (fleet, (a, b)):
+    deploys its own drop, its metrics say disconnected with changes waiting; it logs
+    fleet.connected when the nodes are back and B gets the drop. `fleet status` works
+    in-process with B's daemon stopped."""
+    from support.process import free_port
+
+    port = free_port()
+    with Fleet(tmp_path) as fleet:
+        a = fleet.gateway("gw-a", extra_config=f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+        a.daemon.wait_for("fleet.founder_pinned", founder="gw-a", timeout=30)
+        b = fleet.gateway("gw-b")
+        fleet.approved(a, "gw-b")
+        wait("metrics say connected", lambda: "certdrop_fleet_engine_connected 1" in metrics(port))
         for node in fleet.cluster.nodes:
             node.stop()
         a.daemon.wait_for("fleet.disconnected", timeout=30)
@@ -249,6 +265,9 @@ def test_with_the_engine_gone_a_gateway_says_so_once_and_catches_up(tmp_path: Pa
         cert = leaf(6, HOSTNAME)
         drop(a.daemon.inbox, "alone.pem", bundle(cert))
         wait("A deploys alone", lambda: serves(a.url, cert.sha256), 30)
+        # The page is rendered when the worker is done with the drop (after the proof).
+        wait("metrics show the changes waiting", lambda: "certdrop_fleet_outbox_records 0" not in metrics(port), 15)
+        assert "certdrop_fleet_engine_connected 0" in metrics(port)
         time.sleep(4)  # several reconnect attempts happen meanwhile
         assert len(a.events("fleet.disconnected")) == said  # not once per retry
         for node in fleet.cluster.nodes:
@@ -257,6 +276,7 @@ def test_with_the_engine_gone_a_gateway_says_so_once_and_catches_up(tmp_path: Pa
             node.wait_healthy()
         a.daemon.wait_for("fleet.connected", timeout=60, since_start=True)
         wait("B serves A's drop", lambda: serves(b.url, cert.sha256), 90)
+        wait("metrics say connected again", lambda: "certdrop_fleet_engine_connected 1" in metrics(port), 30)
         changes = [e["event"] for e in a.daemon.events() if e["event"] in ("fleet.connected", "fleet.disconnected")]
         assert changes[0] == "fleet.connected" and changes[-1] == "fleet.connected"
         assert all(x != y for x, y in itertools.pairwise(changes))  # changes only, no repeats

@@ -161,19 +161,20 @@ class Fleet:
         return gw
 
     def approved(self, by: Gateway, *names: str) -> None:
-        """Approve ``names`` from ``by`` and wait until ``by`` sees them approved."""
+        """Approve ``names`` from ``by`` and wait until ``by`` sees them all approved."""
+        wanted = set(names)
+        wait(f"{sorted(wanted)} asked to join", lambda: wanted <= set(_states(by)), 120)
         for name in names:
-            wait(f"{name} asked to join", lambda n=name: _state(by, n) in ("pending", "approved"))
             by.cli("fleet", "approve", name)
-        for name in names:
-            wait(f"{name} approved", lambda n=name: _state(by, n) == "approved")
+        wait(
+            f"{sorted(wanted)} approved",
+            lambda: all(_states(by).get(n) == "approved" for n in wanted),
+            120,
+        )
 
 
-def _state(gw: Gateway, name: str) -> str | None:
-    for g in gw.fleet_status()["gateways"]:
-        if g["gateway"] == name:
-            return str(g["approved"])
-    return None
+def _states(gw: Gateway) -> dict[str, str]:
+    return {str(g["gateway"]): str(g["approved"]) for g in gw.fleet_status()["gateways"]}
 
 
 @contextlib.contextmanager

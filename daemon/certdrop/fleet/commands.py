@@ -115,7 +115,7 @@ def assign(ctx: Context, node: FleetNode, name: str, targets: list[str]) -> list
     def queue_them() -> None:
         for env in decisions:
             tables.queue_record(ctx.inventory, env.record.BUCKET, env.record.kv_key(), env.encode())
-            node.view.records["certdrop_assign"][env.record.kv_key()] = env
+            node.view.put_local(env)
             record = env.record
             assert isinstance(record, Assignment)
             if record.service in local:

@@ -167,12 +167,15 @@ class FleetNode:
         return self.key.sign(record, self.me, now_ms() if at is None else at)
 
     def heartbeat(self) -> None:
-        """Say this gateway is alive; and drain the outbox (a failed publish retries here)."""
+        """Say this gateway is alive; drain the outbox and apply again (retries)."""
         if not self.engine.connected:
             return
         services = tuple(sorted(self.ctx.config.services))
         self.publisher.send(self.sign(Heartbeat(self.me, __version__, services)))
         self.publisher.drain()
+        # Sealing and applying are fire-and-forget towards the engine; doing them again
+        # here (cheap: verdicts are cached) retries what an outage made fail.
+        self.applier.changed(set(BUCKETS))
 
     def identity_record(self) -> Envelope:
         return self.sign(Identity(self.me, self.key.public.sign_key, __version__))
@@ -205,7 +208,7 @@ class FleetNode:
             return isinstance(held, Lease) and held.holder == self.me and held.expires > now
         if outcome == "superseded":
             return False
-        self.view.records["certdrop_leases"][sha256] = mine
+        self.view.put_local(mine)
         if action.kind != "extend":
             self.ctx.log.info(
                 "fleet.lease_taken", cert=name, sha256=sha256, gateway=self.me, how=action.kind

@@ -214,7 +214,7 @@ class Publisher:
                     # Applied here already: the renewal's own hand-back deployed it.
                     if record.service in node.ctx.config.services:
                         tables.set_applied(node.ctx.inventory, record.service, env.at, env.by, new)
-                    node.view.records["certdrop_assign"][record.kv_key()] = env
+                    node.view.put_local(env)
 
     def _build(self, kind: str, ref: str) -> Envelope | None:
         """The record for a trigger row, from the inventory as it is now."""

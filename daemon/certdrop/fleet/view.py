@@ -45,10 +45,15 @@ class FleetView:
     revisions: dict[tuple[str, str], int] = field(default_factory=dict)
     membership: Membership = trust.EMPTY
     _reported: set[tuple[str, str, int]] = field(default_factory=set)
+    # (bucket, key) -> (revision, signer key, verdict): a record's signature is checked
+    # once per revision and signer, not at every look (heartbeats arrive all the time).
+    _verdicts: dict[tuple[str, str], tuple[int, str, str | None]] = field(default_factory=dict)
 
     def update(self, entries: Iterable[Entry], reject: Reject | None) -> set[str]:
-        """Take watched entries; returns the buckets whose records changed."""
+        """Take watched entries; returns the buckets whose records changed (a heartbeat
+        alone changes nothing anything depends on, so it is not counted)."""
         changed: set[str] = set()
+        members_changed = False
         for e in entries:
             if self.revisions.get((e.bucket, e.key)) == e.revision and e.value is not None:
                 continue
@@ -64,10 +69,19 @@ class FleetView:
                 bucket.pop(e.key, None)
                 self._report(e.bucket, e.key, e.revision, "?", str(exc)[:300], reject)
                 continue
+            if e.bucket == "certdrop_gateways" and e.key.startswith("seen."):
+                continue
             changed.add(e.bucket)
-        if "certdrop_gateways" in changed:
+            members_changed |= e.bucket == "certdrop_gateways"
+        if members_changed:
             self.recompute(reject)
         return changed
+
+    def put_local(self, env: Envelope) -> None:
+        """A record this gateway just wrote (or queued): seen here before it comes back."""
+        bucket, key = env.record.BUCKET, env.record.kv_key()
+        self.records.setdefault(bucket, {})[key] = env
+        self._verdicts.pop((bucket, key), None)
 
     def recompute(self, reject: Reject | None) -> None:
         gateways = self.records.get("certdrop_gateways", {}).values()
@@ -104,12 +118,24 @@ class FleetView:
         for key, env in self.records.get(bucket, {}).items():
             if not isinstance(env.record, kind):
                 continue
-            why = trust.check(env, self.membership)
+            why = self._verdict(bucket, key, env)
             if why is None:
                 found.append(env)
             else:
                 self._report(bucket, key, self.revisions.get((bucket, key), 0), env.by, why, reject)
         return found
+
+    def _verdict(self, bucket: str, key: str, env: Envelope) -> str | None:
+        m = self.membership
+        signer = m.approved.get(env.by) or m.pending.get(env.by)
+        signer_key = signer.sign_key if signer is not None else ""
+        rev = self.revisions.get((bucket, key), 0)
+        cached = self._verdicts.get((bucket, key))
+        if cached is not None and cached[:2] == (rev, signer_key):
+            return cached[2]
+        why = trust.check(env, m)
+        self._verdicts[(bucket, key)] = (rev, signer_key, why)
+        return why
 
     # -- typed views ------------------------------------------------------------------------
     def certificates(self, reject: Reject | None) -> dict[str, Envelope]:
@@ -143,7 +169,7 @@ class FleetView:
         env = self.records.get("certdrop_leases", {}).get(sha256)
         if env is None or not isinstance(env.record, Lease):
             return None
-        return env if trust.check(env, self.membership) is None else None
+        return env if self._verdict("certdrop_leases", sha256, env) is None else None
 
     def current(self, bucket: str, key: str) -> Envelope | None:
         """The decoded record there now, checked (for compare-and-swap decisions)."""
