@@ -10,14 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from certdrop.fleet.engine import (
-    Conflict,
-    Engine,
-    Entry,
-    Settings,
-    Unavailable,
-    put_decided,
-)
+from certdrop.fleet.engine import Engine, Settings
+from certdrop.fleet.kv import Conflict, Entry, Unavailable, put_decided
 from support.nats_cluster import NatsCluster
 
 pytestmark = pytest.mark.real

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from certdrop.fleet.engine import Engine, Settings, Unavailable
+from certdrop.fleet.engine import Engine, Settings
+from certdrop.fleet.kv import Unavailable
 from support.daemon import ROOT
 from support.nats_cluster import NatsCluster
 from support.process import need

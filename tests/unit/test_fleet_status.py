@@ -6,7 +6,7 @@ from __future__ import annotations
 from fleet_helpers import Gw, sha
 
 from certdrop.daemon.fleet_metrics import render_fleet
-from certdrop.fleet.engine import Entry
+from certdrop.fleet.kv import Entry
 from certdrop.fleet.records import Heartbeat, ServiceState
 from certdrop.fleet.status import render, report
 from certdrop.fleet.view import FleetView

@@ -164,6 +164,11 @@ class Applier:
             return
         certs = node.view.certificates(node.reject)
         sealed = node.view.sealed(node.reject)
+        for key_id, recipient in sorted(sealed):
+            # A revoked gateway's copies go, also one sealed by a gateway that had not yet
+            # seen the revocation when it sealed (watches of two buckets are not ordered).
+            if recipient in membership.revoked:
+                node.publisher.remove(SealedKey.BUCKET, SealedKey(key_id, recipient, "").kv_key())
         inv = node.ctx.inventory
         mine: dict[str, str] = {}  # key_id -> local entry name
         for sha256, env in certs.items():

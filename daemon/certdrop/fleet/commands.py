@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from certdrop.config import Config
 from certdrop.errors import UserError
-from certdrop.fleet.engine import EngineError
+from certdrop.fleet.kv import EngineError
 from certdrop.fleet.node import FleetNode, now_ms
 from certdrop.fleet.records import ALL, BUCKETS, Assignment, Member, SealedKey
 from certdrop.fleet.rules import held_keys, stamp_after

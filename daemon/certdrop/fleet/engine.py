@@ -1,4 +1,4 @@
-"""The one module that talks to NATS: JetStream key-value buckets behind a threaded API.
+"""The module that runs the NATS connection: JetStream key-value buckets behind a threaded API.
 
 The daemon is threaded and nats-py is asyncio, so an :class:`Engine` runs its own event
 loop in its own thread ("certdrop-fleet"). Other threads call the blocking methods
@@ -10,7 +10,7 @@ worker).
 Failures are data: :class:`Unavailable` (no quorum, no connection, a timeout: a write's
 outcome is then unknown, it may still commit), :class:`Conflict` (compare-and-swap lost).
 So callers never retry a write blindly; they read again and decide again
-(:func:`put_decided`).
+(:func:`certdrop.fleet.kv.put_decided`).
 
 Connecting never gives up: the first connection is retried with a growing pause, later
 ones by nats-py's reconnect. After every reconnect the watches are started afresh, which
@@ -24,9 +24,9 @@ import concurrent.futures
 import contextlib
 import ssl
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 import nats
 import nats.errors
@@ -35,21 +35,18 @@ from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-T = TypeVar("T")
+from certdrop.fleet.kv import (
+    EngineError,
+    Entry,
+    T,
+    Unavailable,
+    aget,
+    entry_of,
+    guard,
+    snapshot,
+)
+
 BATCH_MAX = 500  # entries handed on at once; a replay of 10,000 keys comes in 20 jobs
-_KV_DELETED = ("DEL", "PURGE")
-
-
-class EngineError(Exception):
-    """The engine refused or failed an operation; the message says which and why."""
-
-
-class Unavailable(EngineError):
-    """No answer in time (no connection, no quorum): a write's outcome is unknown."""
-
-
-class Conflict(EngineError):
-    """A compare-and-swap lost: the key is not at the revision the writer expected."""
 
 
 @dataclass(frozen=True)
@@ -66,16 +63,6 @@ class Settings:
     timeout: float = 3.0  # one operation; a put needs a quorum of the stream's replicas
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One key's value as read or watched; ``value`` None: the key was deleted."""
-
-    bucket: str
-    key: str
-    value: bytes | None
-    revision: int
-
-
 @dataclass
 class _Watch:
     bucket: str
@@ -88,34 +75,6 @@ class _State:
     connected: bool | None = None  # None: nothing reported yet
     closing: bool = False
     buckets: dict[str, KeyValue] = field(default_factory=dict)
-
-
-def _unavailable(exc: BaseException) -> Unavailable:
-    return Unavailable(f"the fleet engine did not answer ({type(exc).__name__}: {exc})")
-
-
-async def _guard(coro: Awaitable[T]) -> T:
-    """Turn nats-py's exceptions into the two this module promises (and EngineError)."""
-    try:
-        return await coro
-    except nats.js.errors.KeyWrongLastSequenceError as exc:
-        raise Conflict(f"compare-and-swap lost: {exc.description}") from None
-    except (
-        TimeoutError,
-        nats.errors.TimeoutError,
-        nats.errors.NoRespondersError,
-        nats.errors.ConnectionClosedError,
-        nats.errors.ConnectionReconnectingError,
-        nats.errors.OutboundBufferLimitError,
-        nats.errors.StaleConnectionError,
-        nats.js.errors.ServiceUnavailableError,
-        nats.js.errors.NoStreamResponseError,
-    ) as exc:
-        raise _unavailable(exc) from None
-    except nats.js.errors.APIError as exc:
-        if exc.code == 503 or exc.err_code in (10008, 10023):  # no quorum / no leader
-            raise _unavailable(exc) from None
-        raise EngineError(f"the fleet engine refused: {exc.description or exc}") from None
 
 
 class Engine:
@@ -226,7 +185,7 @@ class Engine:
             try:
                 for name in self.bucket_names:
                     if name not in self._state.buckets:
-                        self._state.buckets[name] = await _guard(self._bucket(js, name))
+                        self._state.buckets[name] = await guard(self._bucket(js, name))
             except EngineError as exc:
                 self._report(False, f"cannot open the buckets: {exc}")
                 await asyncio.sleep(1.0)
@@ -295,17 +254,17 @@ class Engine:
         return self._wait(lambda: aget(self.kv(bucket), bucket, key))
 
     def create(self, bucket: str, key: str, value: bytes) -> int:
-        return self._wait(lambda: _guard(self.kv(bucket).create(key, value)))
+        return self._wait(lambda: guard(self.kv(bucket).create(key, value)))
 
     def update(self, bucket: str, key: str, value: bytes, last: int) -> int:
-        return self._wait(lambda: _guard(self.kv(bucket).update(key, value, last=last)))
+        return self._wait(lambda: guard(self.kv(bucket).update(key, value, last=last)))
 
     def delete(self, bucket: str, key: str) -> None:
-        self._wait(lambda: _guard(self.kv(bucket).delete(key)))
+        self._wait(lambda: guard(self.kv(bucket).delete(key)))
 
     def entries(self, bucket: str) -> list[Entry]:
         """Every current value in ``bucket`` (a one-off replay)."""
-        return self._wait(lambda: _snapshot(self.kv(bucket), bucket, self.settings.timeout))
+        return self._wait(lambda: snapshot(self.kv(bucket), bucket, self.settings.timeout))
 
     # -- watches ----------------------------------------------------------------------------
     def watch(self, bucket: str, on_entries: Callable[[list[Entry]], None]) -> None:
@@ -329,7 +288,7 @@ class Engine:
     async def _follow(self, watch: _Watch) -> None:
         while not self._state.closing:
             try:
-                watcher = await _guard(self.kv(watch.bucket).watchall())
+                watcher = await guard(self.kv(watch.bucket).watchall())
             except (EngineError, Unavailable):
                 await asyncio.sleep(1.0)
                 continue
@@ -347,11 +306,6 @@ async def _call(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return await make()
 
 
-def _entry(bucket: str, raw: Any) -> Entry:
-    deleted = raw.operation in _KV_DELETED
-    return Entry(bucket, raw.key, None if deleted else bytes(raw.value or b""), raw.revision or 0)
-
-
 async def _drain_watcher(watcher: Any, watch: _Watch) -> None:
     batch: list[Entry] = []
     while True:
@@ -364,64 +318,7 @@ async def _drain_watcher(watcher: Any, watch: _Watch) -> None:
                 watch.on_entries(batch)
                 batch = []
             continue
-        batch.append(_entry(watch.bucket, update))
+        batch.append(entry_of(watch.bucket, update))
         if len(batch) >= BATCH_MAX:
             watch.on_entries(batch)
             batch = []
-
-
-async def aget(kv: KeyValue, bucket: str, key: str) -> Entry | None:
-    """The key's current entry, None when it does not exist or was deleted."""
-    found = await _guard(_get_or_none(kv, key))
-    if found is None:
-        return None
-    return Entry(bucket, key, bytes(found.value or b""), found.revision or 0)
-
-
-async def _get_or_none(kv: KeyValue, key: str) -> KeyValue.Entry | None:
-    try:
-        return await kv.get(key)
-    except nats.js.errors.KeyNotFoundError:  # also a deleted key (kv.get converts it)
-        return None
-
-
-async def _snapshot(kv: KeyValue, bucket: str, timeout: float) -> list[Entry]:
-    watcher = await _guard(kv.watchall(ignore_deletes=True))
-    found: list[Entry] = []
-    try:
-        while True:
-            update = await _guard(watcher.updates(timeout=timeout))  # type: ignore[no-untyped-call]
-            if update is None:
-                return found
-            found.append(_entry(bucket, update))
-    finally:
-        with contextlib.suppress(Exception):
-            await watcher.stop()  # type: ignore[no-untyped-call]
-
-
-Decision = Literal["write", "done", "superseded"]
-
-
-async def put_decided(
-    kv: KeyValue, bucket: str, key: str, value: bytes, decide: Callable[[Entry | None], Decision]
-) -> Decision:
-    """Publish ``value`` under ``key`` by compare-and-swap, deciding against what is there.
-
-    ``decide`` sees the current entry (None: absent) and says whether to write. A lost
-    swap reads and decides again; a timeout raises Unavailable and the caller keeps the
-    record to publish later, when ``decide`` will find it "done" if the write had landed.
-    """
-    for _ in range(8):
-        current = await aget(kv, bucket, key)
-        action = decide(current)
-        if action != "write":
-            return action
-        try:
-            if current is None:
-                await _guard(kv.create(key, value))
-            else:
-                await _guard(kv.update(key, value, last=current.revision))
-        except Conflict:
-            continue
-        return "write"
-    raise Conflict(f"{bucket}/{key}: eight compare-and-swaps in a row lost; trying later")

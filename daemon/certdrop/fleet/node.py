@@ -21,7 +21,8 @@ from typing import Any, Protocol
 from certdrop import __version__
 from certdrop.config import FleetConfig
 from certdrop.fleet import apply, identity, publish
-from certdrop.fleet.engine import Engine, Entry, Settings, Unavailable
+from certdrop.fleet.engine import Engine, Settings
+from certdrop.fleet.kv import Entry, Unavailable
 from certdrop.fleet.records import BUCKETS, Envelope, Heartbeat, Identity, Lease, Record, decode
 from certdrop.fleet.rules import LEASE_GRACE_MS, lease_action
 from certdrop.fleet.view import FleetView

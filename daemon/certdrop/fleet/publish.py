@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING
 
 from certdrop.fleet import trust
 from certdrop.fleet.crypto import verify
-from certdrop.fleet.engine import Decision, EngineError, Entry, Unavailable, aget, put_decided
+from certdrop.fleet.kv import (
+    Decision,
+    EngineError,
+    Entry,
+    Unavailable,
+    aget,
+    delete,
+    put_decided,
+)
 from certdrop.fleet.records import (
     Assignment,
     Certificate,
@@ -69,6 +77,11 @@ class Publisher:
                 decide,
             )
         )
+
+    def remove(self, bucket: str, key: str) -> None:
+        """Delete ``bucket``/``key`` in the background (idempotent; retried by the caller)."""
+        engine = self.node.engine
+        engine.submit(lambda: delete(engine.kv(bucket), key))
 
     def send_now(self, env: Envelope) -> Decision:
         """Publish ``env`` and wait (bounded): Unavailable when the engine cannot say."""
@@ -163,7 +176,7 @@ class Publisher:
                 try:
                     kv = engine.kv(bucket)
                     if env is None:
-                        await engine_delete(kv, key)
+                        await delete(kv, key)
                     else:
                         await put_decided(kv, bucket, key, env.encode(), decisions[row_id])
                 except Unavailable:
@@ -284,12 +297,6 @@ def judge(current: bytes | None, mine: Envelope, membership: Membership, now_ms:
         taken = lease_action(there, mine.by, now_ms, 0, LEASE_GRACE_MS)
         return "superseded" if taken.kind == "busy" else "write"
     return publish_action(there if ok else None, mine)
-
-
-async def engine_delete(kv: object, key: str) -> None:
-    from certdrop.fleet.engine import _guard
-
-    await _guard(kv.delete(key))  # type: ignore[attr-defined]
 
 
 def _now_ms() -> int:

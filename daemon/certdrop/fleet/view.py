@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from certdrop.fleet import trust
-from certdrop.fleet.engine import Entry
+from certdrop.fleet.kv import Entry
 from certdrop.fleet.records import (
     BUCKETS,
     Assignment,
