@@ -176,7 +176,7 @@ def test_losing_the_stream_leader_changes_nothing_visible(cluster: NatsCluster, 
     survivors = [n for n in cluster.nodes if n.running()]
     other, _ = engines([n.url for n in survivors])
     assert sorted(e.key for e in entries_when_ready(other, "t_one")) == sorted(["k0", *written])
-    wait("the watch saw every write", lambda: all(events.latest(k) is not None for k in written))
+    wait("the watch saw every write", lambda: all(events.latest(k) is not None for k in written), 45)
     new_leader = cluster.stream_leader("KV_t_one")
     assert new_leader not in (None, leader)
 

@@ -96,6 +96,7 @@ class Engine:
         self._ready = threading.Event()  # connected and every bucket opened
         self._watches: list[_Watch] = []
         self._connector: concurrent.futures.Future[None] | None = None
+        self._troubled = False  # a call came back Unavailable since the watches started
 
     # -- lifecycle (any thread) -------------------------------------------------------------
     def start(self) -> None:
@@ -235,7 +236,22 @@ class Engine:
     # -- calls (any thread but the engine's) -------------------------------------------------
     def submit(self, make: Callable[[], Coroutine[Any, Any, T]]) -> concurrent.futures.Future[T]:
         """Run ``make()`` on the engine's loop; the future has its result or exception."""
-        return asyncio.run_coroutine_threadsafe(_call(make), self._loop)
+        return asyncio.run_coroutine_threadsafe(self._call(make), self._loop)
+
+    async def _call(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        # A stream that lost its leader may leave a watch's consumer stalled for a while
+        # (nats-py resets it only after missed heartbeats); once a call succeeds after one
+        # came back Unavailable, the watches are started afresh, so nothing waits on that.
+        try:
+            result = await make()
+        except Unavailable:
+            self._troubled = True
+            raise
+        if self._troubled:
+            self._troubled = False
+            for watch in self._watches:
+                self._start_watch(watch)
+        return result
 
     def _wait(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         try:
@@ -300,10 +316,6 @@ class Engine:
                 raise
             except Exception:  # noqa: BLE001 - a broken watch is started again, never lost
                 await asyncio.sleep(1.0)
-
-
-async def _call(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    return await make()
 
 
 async def _drain_watcher(watcher: Any, watch: _Watch) -> None:
