@@ -239,12 +239,12 @@ def test_check_certificate_accepts_a_good_chain() -> None:
 
 
 def test_validity_window_edges() -> None:
-    """A certificate is valid from not_before inclusive until not_after exclusive."""
+    """A certificate is valid from not_before to not_after, both inclusive (RFC 5280)."""
     start, end = NOW - 10 * DAY, NOW + 10 * DAY
     cert = issue("edge.example.test", ec_key(0), not_before=start, not_after=end).cert
     assert chain.validity_problem(cert, start) is None
-    assert chain.validity_problem(cert, end - dt.timedelta(seconds=1)) is None
-    assert code_of(chain.validity_problem(cert, end)) == "expired"
+    assert chain.validity_problem(cert, end) is None
+    assert code_of(chain.validity_problem(cert, end + dt.timedelta(seconds=1))) == "expired"
     assert code_of(chain.validity_problem(cert, start - dt.timedelta(seconds=1))) == "not_yet_valid"
 
 

@@ -163,8 +163,12 @@ def describe_name(name: x509.Name) -> str:
 
 
 def validity_problem(cert: x509.Certificate, now: datetime) -> tuple[str, str] | None:
-    """(code, reason) when ``cert`` is outside its validity window at ``now``."""
-    if cert.not_valid_after_utc <= now:
+    """(code, reason) when ``cert`` is outside its validity window at ``now``.
+
+    Both ends are inclusive (RFC 5280 4.1.2.5): a certificate at exactly its notAfter is
+    still valid, as cryptography's verifier judges it.
+    """
+    if cert.not_valid_after_utc < now:
         return (
             "expired",
             f"the certificate {describe_name(cert.subject)} expired on "
