@@ -6,6 +6,8 @@ beside two baselines measured in the same run.
 Each drop is one file: leaf certificate + intermediate + PKCS#8 RSA-2048 key.
 Baselines: (1) the same checks as a plain in-process loop of cryptography calls (the
 library's limit); (2) one `openssl rsa -check` process per file (an operator's script).
+Trust verdicts (issue 10): certdrop's Verifier beside a plain loop making the same
+cryptography.x509.verification calls (target >= 0.9x), and the cost they add per drop.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.x509.verification import PolicyBuilder, Store
 
+from certdrop.pki.trust import DEFAULT_PROFILE, Verifier
 from common import Daemon, percentile
 from pkitools import ec_key, issue, rsa_key
 
@@ -60,6 +64,51 @@ def plain_loop(files: list[Path], root_pem: bytes) -> float:
     return len(files) / (time.perf_counter() - started)
 
 
+def _leaf_and_chain(files: list[Path]) -> list[tuple[x509.Certificate, list[x509.Certificate]]]:
+    drops = []
+    for path in files:
+        leaf, *rest = x509.load_pem_x509_certificates(path.read_bytes())
+        drops.append((leaf, rest))
+    return drops
+
+
+def plain_verify_loop(files: list[Path], root_pem: bytes, rounds: int = 3) -> float:
+    """Verdicts per second for the verifier calls certdrop makes per drop (serverAuth
+    under the leaf's own name, then clientAuth), as bare cryptography calls in one loop."""
+    drops = _leaf_and_chain(files)
+    verifier = Verifier.build(x509.load_pem_x509_certificates(root_pem), DEFAULT_PROFILE)
+    ca, ee = verifier._policies["serverAuth"]
+    store = Store(x509.load_pem_x509_certificates(root_pem))
+    best = 0.0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for leaf, rest in drops:
+            now = dt.datetime.now(dt.UTC)
+            san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            subject = x509.DNSName(san.get_values_for_type(x509.DNSName)[0])
+            builder = PolicyBuilder().store(store).time(now).extension_policies(
+                ca_policy=ca, ee_policy=ee
+            )
+            builder.build_server_verifier(subject).verify(leaf, rest)
+            builder.build_client_verifier().verify(leaf, rest)
+        best = max(best, len(drops) / (time.perf_counter() - started))
+    return best
+
+
+def verifier_loop(files: list[Path], root_pem: bytes, rounds: int = 3) -> float:
+    """Verdicts per second through certdrop's Verifier (both usages, its own checks)."""
+    drops = _leaf_and_chain(files)
+    verifier = Verifier.build(x509.load_pem_x509_certificates(root_pem), DEFAULT_PROFILE)
+    best = 0.0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for leaf, rest in drops:
+            verdicts = verifier.judge_usages(leaf, rest, dt.datetime.now(dt.UTC))
+            assert verdicts["serverAuth"].trusted, verdicts["serverAuth"].detail
+        best = max(best, len(drops) / (time.perf_counter() - started))
+    return best
+
+
 def openssl_script(files: list[Path]) -> float:
     """Drops per second for one `openssl rsa -check` process per file."""
     started = time.perf_counter()
@@ -87,6 +136,9 @@ def main() -> None:
         print(f"made {len(files)} drops in {time.perf_counter() - t0:.1f}s")
 
         loop_rate = plain_loop(files[: args.burst], root_pem)
+        # Alternated, best of three each, so both see the same machine load.
+        verify_rate = plain_verify_loop(files[: args.burst], root_pem)
+        trust_rate = verifier_loop(files[: args.burst], root_pem)
         openssl_rate = openssl_script(files[: args.openssl])
 
         daemon = Daemon(folder, '[trust]\nca_bundle = "root.pem"\n')
@@ -151,6 +203,13 @@ def main() -> None:
     print(f"idle CPU over 5 s       : {idle_cpu_ms:6.1f} ms (target ~0: no polling)")
     print(f"RSS with {max(args.fill, have)} certs   : {rss:6.1f} MiB (target < 80)")
     print(f"status --json at that size: {status_s:5.2f} s")
+    print(f"trust verdicts, plain   : {verify_rate:8.1f} drops/s   "
+          "(bare x509.verification calls, baseline)")
+    print(f"trust verdicts, certdrop: {trust_rate:8.1f} drops/s   "
+          f"= {trust_rate / verify_rate:4.2f}x plain (target >= 0.9x)")
+    added_ms = 1000 / trust_rate
+    print(f"added cost per drop     : {added_ms:6.2f} ms of verdicts = "
+          f"{added_ms * burst_rate / 10:4.1f}% of a drop's {1000 / burst_rate:.2f} ms in the daemon")
 
 
 if __name__ == "__main__":

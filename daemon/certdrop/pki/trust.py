@@ -109,6 +109,7 @@ class Verifier:
         repr=False, compare=False
     )
     _is_public: Callable[[str], bool] = field(repr=False, compare=False)
+    _root_set: frozenset[x509.Certificate] = field(repr=False, compare=False)
 
     @classmethod
     def build(
@@ -139,6 +140,7 @@ class Verifier:
             chains.Anchors.from_certs(roots),
             _extension_policies(profile, root_set),
             is_public_suffix or trust_rules.public_suffix_list(),
+            root_set,
         )
 
     def judge(
@@ -150,38 +152,59 @@ class Verifier:
         hostname: str | None = None,
     ) -> Verdict:
         """Is ``leaf`` trusted for ``usage`` (and ``hostname``, when given) at ``now``?"""
-        roles = Roles(leaf, frozenset(self.roots))
-        offered = [*intermediates, *self.extra]
-        problem = trust_rules.leaf_problem(leaf, self.profile, self._is_public)
-        problem = problem or _usage_problem(leaf, usage)
-        if problem is not None:
-            return refused(problem)
-        if self._store is None:
-            return refused(
-                f"no trusted root is configured, so {short(leaf.subject)} cannot be trusted; "
-                "set trust.ca_bundle to your CA's root certificates"
-            )
-        try:
-            subject = subject_for(hostname) if hostname is not None else _own_subject(leaf)
-        except HostnameError as error:
-            return refused(str(error))
-        try:
-            path = self._verify(leaf, offered, usage, now, subject, hostname is not None)
-        except VerificationError as error:
-            detail = trust_explain.explain(
-                str(error), leaf, offered, self._anchors, roles, now, usage, hostname
-            )
-            return refused(detail)
-        problem = trust_rules.chain_problem(path, self.profile, roles)
-        if problem is not None:
-            return refused(problem)
-        return Verdict(True, "", tuple(path))
+        return self._judge(leaf, intermediates, (usage,), now, hostname)[usage]
 
     def judge_usages(
         self, leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], now: datetime
     ) -> dict[Usage, Verdict]:
-        """The verdict for every usage, for what intake records."""
-        return {usage: self.judge(leaf, intermediates, usage, now) for usage in USAGES}
+        """The verdict for every usage, for what intake records (the leaf's own checks and
+        those of a path both usages share are made once)."""
+        return self._judge(leaf, intermediates, USAGES, now, None)
+
+    def _judge(
+        self,
+        leaf: x509.Certificate,
+        intermediates: Sequence[x509.Certificate],
+        usages: Sequence[Usage],
+        now: datetime,
+        hostname: str | None,
+    ) -> dict[Usage, Verdict]:
+        problem = trust_rules.leaf_problem(leaf, self.profile, self._is_public)
+        if problem is None and self._store is None:
+            problem = (
+                f"no trusted root is configured, so {short(leaf.subject)} cannot be trusted; "
+                "set trust.ca_bundle to your CA's root certificates"
+            )
+        if problem is None:
+            try:
+                subject = subject_for(hostname) if hostname is not None else _own_subject(leaf)
+            except HostnameError as error:
+                problem = str(error)
+        if problem is not None:
+            return {usage: refused(problem) for usage in usages}
+        roles = Roles(leaf, self._root_set)
+        offered = [*intermediates, *self.extra]
+        verdicts: dict[Usage, Verdict] = {}
+        checked: list[tuple[tuple[x509.Certificate, ...], str | None]] = []
+        for usage in usages:
+            problem = _usage_problem(leaf, usage)
+            if problem is not None:
+                verdicts[usage] = refused(problem)
+                continue
+            try:
+                path = tuple(self._verify(leaf, offered, usage, now, subject, hostname is not None))
+            except VerificationError as error:
+                verdicts[usage] = refused(trust_explain.explain(
+                    str(error), leaf, offered, self._anchors, roles, now, usage, hostname
+                ))
+                continue
+            # Both usages mostly validate the same path: check it once (== compares DER).
+            found = next((p for seen, p in checked if seen == path), "") if checked else ""
+            if found == "":
+                found = trust_rules.chain_problem(path, self.profile, roles)
+                checked.append((path, found))
+            verdicts[usage] = refused(found) if found is not None else Verdict(True, "", path)
+        return verdicts
 
     def _verify(
         self,
@@ -212,10 +235,10 @@ class Verifier:
 def _usage_problem(leaf: x509.Certificate, usage: Usage) -> str | None:
     """The EKU check cryptography would make, made first: it costs no signature check."""
     try:
-        ekus = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except (x509.ExtensionNotFound, ValueError):
-        return None
-    if _EKU[usage] in ekus:
+        ekus = trust_rules.extension(leaf, x509.ExtendedKeyUsage)
+    except ValueError:
+        return None  # malformed: cryptography's verifier says so
+    if ekus is None or _EKU[usage] in ekus:
         return None
     listed = ", ".join(trust_rules.eku_name(oid) for oid in ekus) or "nothing"
     return (
@@ -223,16 +246,18 @@ def _usage_problem(leaf: x509.Certificate, usage: Usage) -> str | None:
     )
 
 
+_ADDRESSES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
+
+
 def _own_subject(leaf: x509.Certificate) -> x509.DNSName | x509.IPAddress:
     """A name the leaf itself carries, to ask "trusted for serverAuth under any of its
     names?" (cryptography's server verifier needs one; name constraints and certdrop's
     SAN rules cover every SAN regardless of which one is asked)."""
     for general in trust_rules.leaf_sans(leaf):
-        if isinstance(general, x509.IPAddress) and isinstance(
-            general.value, ipaddress.IPv4Address | ipaddress.IPv6Address
-        ):
+        # type() rather than isinstance(): these are ABCs, and this runs for every drop.
+        if type(general) is x509.IPAddress and type(general.value) in _ADDRESSES:
             return general
-        if isinstance(general, x509.DNSName):
+        if type(general) is x509.DNSName:
             text = general.value.lower().rstrip(".")
             if text.startswith("*."):
                 text = "wildcard" + text[1:]
@@ -272,7 +297,7 @@ Validator = Callable[[Policy, x509.Certificate, x509.ExtensionType | None], None
 
 def _ca_key_usage(roots: frozenset[x509.Certificate]) -> Validator:
     def check(_policy: Policy, cert: x509.Certificate, ext: x509.ExtensionType | None) -> None:
-        if isinstance(ext, x509.KeyUsage) and not ext.key_cert_sign:
+        if type(ext) is x509.KeyUsage and not ext.key_cert_sign:
             role = "root" if cert in roots else "intermediate"
             raise ValueError(
                 f"{role} {short(cert.subject)} is a CA but its keyUsage lacks keyCertSign"
@@ -290,7 +315,7 @@ def _client_eku(roots: frozenset[x509.Certificate], *, ca: bool) -> Validator:
         wanted.add(ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE)
 
     def check(_policy: Policy, cert: x509.Certificate, ext: x509.ExtensionType | None) -> None:
-        if isinstance(ext, x509.ExtendedKeyUsage) and not wanted & set(ext):
+        if type(ext) is x509.ExtendedKeyUsage and not wanted & set(ext):
             role = ("root" if cert in roots else "intermediate") if ca else "leaf"
             raise ValueError(f"{role} {short(cert.subject)} is not for clientAuth")
 
