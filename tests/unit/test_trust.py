@@ -6,9 +6,10 @@ import ipaddress
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 from trust_cases import CASES, Case
-from trustkit import NOW, Chain, chain, intermediate, leaf, root
+from trustkit import DAY, NOW, Chain, chain, intermediate, leaf, root
 
 from certdrop.pki import trust
 from certdrop.pki.trust import PROFILES, Verifier, subject_for
@@ -176,12 +177,30 @@ def test_no_roots_is_a_refusal_not_a_crash() -> None:
     assert not result.trusted and "trust.ca_bundle" in result.detail
 
 
-def test_judge_usages_gives_both_verdicts() -> None:
-    """A serverAuth-only leaf is trusted for serverAuth and refused for clientAuth."""
-    c = chain()
-    verdicts = Verifier.build([c.roots[0].cert]).judge_usages(
+@pytest.mark.parametrize(
+    ("eku", "trusted", "says"),
+    [
+        ((EKU.SERVER_AUTH,), True, ""),
+        ((EKU.CLIENT_AUTH,), True, ""),
+        ((EKU.CODE_SIGNING,), False, "is not for serverAuth"),
+    ],
+)
+def test_judge_any_trusts_a_leaf_good_for_some_usage(
+    eku: tuple[x509.ObjectIdentifier, ...], trusted: bool, says: str
+) -> None:
+    """Intake's verdict: trusted when serverAuth or clientAuth is; else the server reason."""
+    c = chain(leaf_knobs={"eku": eku})
+    result = Verifier.build([c.roots[0].cert]).judge_any(
         c.leaf.cert, [c.intermediates[0].cert], NOW
     )
-    assert verdicts["serverAuth"].trusted
-    assert not verdicts["clientAuth"].trusted
-    assert "is not for clientAuth" in verdicts["clientAuth"].detail
+    assert result.trusted is trusted and says in result.detail
+
+
+def test_judge_any_explains_a_client_certificate_by_its_client_refusal() -> None:
+    """A clientAuth-only leaf that fails is explained by why clientAuth failed."""
+    c = chain(leaf_knobs={"eku": (EKU.CLIENT_AUTH,)},
+              root_knobs={"not_before": NOW - 400 * DAY, "not_after": NOW - DAY})
+    result = Verifier.build([c.roots[0].cert]).judge_any(
+        c.leaf.cert, [c.intermediates[0].cert], NOW
+    )
+    assert not result.trusted and "root CN=Trust Root expired" in result.detail

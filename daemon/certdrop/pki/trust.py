@@ -154,12 +154,21 @@ class Verifier:
         """Is ``leaf`` trusted for ``usage`` (and ``hostname``, when given) at ``now``?"""
         return self._judge(leaf, intermediates, (usage,), now, hostname)[usage]
 
-    def judge_usages(
+    def judge_any(
         self, leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], now: datetime
-    ) -> dict[Usage, Verdict]:
-        """The verdict for every usage, for what intake records (the leaf's own checks and
-        those of a path both usages share are made once)."""
-        return self._judge(leaf, intermediates, USAGES, now, None)
+    ) -> Verdict:
+        """Trusted for at least one usage: what intake records as ``trusted``.
+
+        serverAuth is asked first (nearly every certificate is a server's), clientAuth only
+        when that fails; the detail of a refusal is the one for the usage the leaf's
+        extendedKeyUsage is meant for.
+        """
+        server = self._judge(leaf, intermediates, ("serverAuth",), now, None)["serverAuth"]
+        if server.trusted:
+            return server
+        client = self._judge(leaf, intermediates, ("clientAuth",), now, None)["clientAuth"]
+        for_client = _usage_problem(leaf, "serverAuth") and not _usage_problem(leaf, "clientAuth")
+        return client if client.trusted or for_client else server
 
     def _judge(
         self,
@@ -258,11 +267,10 @@ def _own_subject(leaf: x509.Certificate) -> x509.DNSName | x509.IPAddress:
         if type(general) is x509.IPAddress and type(general.value) in _ADDRESSES:
             return general
         if type(general) is x509.DNSName:
-            text = general.value.lower().rstrip(".")
-            if text.startswith("*."):
-                text = "wildcard" + text[1:]
+            if not general.value.startswith("*."):
+                return general  # leaf_problem has checked its syntax
             try:
-                return x509.DNSName(text)
+                return x509.DNSName("wildcard" + general.value[1:])
             except ValueError:
                 continue
     return x509.DNSName("no-name.invalid")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,10 @@ from certdrop.pki.chain import describe_name
 ANY_POLICY = x509.ObjectIdentifier("2.5.29.32.0")
 T = TypeVar("T", bound=x509.ExtensionType)
 _IP_LIKE = re.compile(r"[0-9.]+\Z|[0-9a-f:.]*:[0-9a-f:.]*\Z", re.IGNORECASE)
+_HOST = re.compile(
+    r"(?:\*\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z",
+    re.IGNORECASE,
+)
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z", re.IGNORECASE)
 
 
@@ -109,6 +112,15 @@ def _leaf_rule(
 
 def dns_name_problem(text: str, is_public: Callable[[str], bool]) -> str | None:
     """Why ``text`` is no valid dNSName (preferred name syntax, leftmost wildcard), or None."""
+    # The common case in one regex; anything unusual takes the careful path below.
+    if _HOST.match(text) and len(text) <= 253 and "--" not in text and not text[-1].isdigit():
+        if text.startswith("*.") and is_public(text[2:].lower()):
+            return f"the wildcard {text} over the public suffix {text[2:]}"
+        return None
+    return _dns_name_problem(text, is_public)
+
+
+def _dns_name_problem(text: str, is_public: Callable[[str], bool]) -> str | None:
     if _IP_LIKE.match(text):
         try:
             ipaddress.ip_address(text)
@@ -160,16 +172,24 @@ def _common_name_problem(
 
 
 # -- the validated path -----------------------------------------------------------------
+Index = dict[x509.ObjectIdentifier, x509.Extension[x509.ExtensionType]]
+_AKI, _SKI = ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.SUBJECT_KEY_IDENTIFIER
+_MAPPINGS, _CONSTRAINTS = ExtensionOID.POLICY_MAPPINGS, ExtensionOID.POLICY_CONSTRAINTS
+_INHIBIT = ExtensionOID.INHIBIT_ANY_POLICY
+
+
 def chain_problem(path: Sequence[x509.Certificate], profile: str, roles: Roles) -> str | None:
     """A sentence when the path cryptography accepted breaks a rule it does not check.
 
-    ``path`` runs from the leaf to the trust anchor.
+    ``path`` runs from the leaf to the trust anchor. Each certificate's extensions are
+    indexed once: this runs for every drop.
     """
     try:
-        problem = _key_identifier_problem(path, profile, roles)
+        indexes: list[Index] = [{e.oid: e for e in cert.extensions} for cert in path]
+        problem = _key_identifier_problem(path, indexes, profile, roles)
         if problem is not None:
             return problem
-        problem, constrained = _policy_extension_problem(path, profile, roles)
+        problem, constrained = _policy_extension_problem(path, indexes, profile, roles)
         # Without policyConstraints explicit_policy never reaches 0: nothing can fail.
         if problem is None and constrained and profile == "rfc5280":
             problem = policy_problem(path[-2::-1], roles)
@@ -179,42 +199,38 @@ def chain_problem(path: Sequence[x509.Certificate], profile: str, roles: Roles) 
 
 
 def _key_identifier_problem(
-    path: Sequence[x509.Certificate], profile: str, roles: Roles
+    path: Sequence[x509.Certificate], indexes: list[Index], profile: str, roles: Roles
 ) -> str | None:
-    for child, issuer in itertools.pairwise(path):
-        aki = _ext(child, x509.AuthorityKeyIdentifier)
-        ski = _ext(issuer, x509.SubjectKeyIdentifier)
-        given = None if aki is None else aki.key_identifier
-        if given is not None and ski is not None and given != ski.digest:
+    for i in range(len(path) - 1):
+        aki, ski = indexes[i].get(_AKI), indexes[i + 1].get(_SKI)
+        if aki is None or ski is None:
+            continue
+        given = cast(x509.AuthorityKeyIdentifier, aki.value).key_identifier
+        if given is not None and given != cast(x509.SubjectKeyIdentifier, ski.value).digest:
             return (
-                f"the authorityKeyIdentifier of {roles.name(child)} does not match the "
-                f"subjectKeyIdentifier of its issuer {roles.name(issuer)}"
+                f"the authorityKeyIdentifier of {roles.name(path[i])} does not match the "
+                f"subjectKeyIdentifier of its issuer {roles.name(path[i + 1])}"
             )
     if profile == "webpki":
-        for ca in path[1:-1]:
-            for kind, label in (
-                (x509.AuthorityKeyIdentifier, "authorityKeyIdentifier"),
-                (x509.SubjectKeyIdentifier, "subjectKeyIdentifier"),
-            ):
-                if _ext(ca, kind) is None:
+        for ca, index in zip(path[1:-1], indexes[1:-1], strict=True):
+            for oid, label in ((_AKI, "authorityKeyIdentifier"), (_SKI, "subjectKeyIdentifier")):
+                if oid not in index:
                     return f"{roles.name(ca)} has no {label}, which the Web PKI requires"
     return None
 
 
 def _policy_extension_problem(
-    path: Sequence[x509.Certificate], profile: str, roles: Roles
+    path: Sequence[x509.Certificate], indexes: list[Index], profile: str, roles: Roles
 ) -> tuple[str | None, bool]:
     """(a refusal, whether any certificate below the anchor has policyConstraints)."""
     constrained = False
-    for cert in path:
-        for ext in cert.extensions:
-            oid = ext.oid
-            if oid == ExtensionOID.POLICY_MAPPINGS:
-                return (
-                    f"{roles.name(cert)} maps certificate policies, which certdrop does "
-                    "not process"
-                ), constrained
-            if oid not in (ExtensionOID.POLICY_CONSTRAINTS, ExtensionOID.INHIBIT_ANY_POLICY):
+    for position, (cert, index) in enumerate(zip(path, indexes, strict=True)):
+        if _MAPPINGS in index:
+            found = f"{roles.name(cert)} maps certificate policies, which certdrop does not process"
+            return found, constrained
+        for oid in (_CONSTRAINTS, _INHIBIT):
+            ext = index.get(oid)
+            if ext is None:
                 continue
             label = eku_name(oid)
             if not ext.critical:
@@ -225,9 +241,7 @@ def _policy_extension_problem(
                     f"{roles.name(cert)} has {label}, which the webpki profile does not "
                     'process; use [trust] profile = "rfc5280"'
                 ), True
-            constrained = constrained or (
-                oid == ExtensionOID.POLICY_CONSTRAINTS and cert is not path[-1]
-            )
+            constrained = constrained or (oid == _CONSTRAINTS and position < len(path) - 1)
     return None, constrained
 
 
