@@ -26,7 +26,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from certdrop.pki.trust import DEFAULT_PROFILE, Verifier
 from common import Daemon, percentile
-from pkitools import ec_key, issue, rsa_key
+from support.pkitools import ec_key, issue, rsa_key
 
 
 def make_drops(folder: Path, count: int, start: int = 0) -> tuple[list[Path], bytes]:
