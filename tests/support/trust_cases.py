@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
-from trustkit import (
+
+from support.trustkit import (
     DAY,
     NOW,
     POLICY,

@@ -8,12 +8,12 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
-from trust_cases import CASES, Case
-from trustkit import DAY, NOW, Chain, chain, intermediate, leaf, root
 
 from certdrop.pki import trust
 from certdrop.pki.trust import PROFILES, Verifier, subject_for
 from certdrop.pki.trust_rules import dns_name_problem, public_suffix_list
+from support.trust_cases import CASES, Case
+from support.trustkit import DAY, NOW, Chain, chain, intermediate, leaf, root
 
 BY_ID = {c.id: c for c in CASES}
 
