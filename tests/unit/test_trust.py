@@ -8,6 +8,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from certdrop.pki import trust
 from certdrop.pki.trust import PROFILES, Verifier, subject_for
@@ -204,3 +206,59 @@ def test_judge_any_explains_a_client_certificate_by_its_client_refusal() -> None
         c.leaf.cert, [c.intermediates[0].cert], NOW
     )
     assert not result.trusted and "root CN=Trust Root expired" in result.detail
+
+
+def _judged_for(sans: tuple[str, ...], host: str) -> bool:
+    c = chain(cn=sans[0].removeprefix("dns:"), leaf_knobs={"sans": list(sans)})
+    verifier = Verifier.build([c.roots[0].cert])
+    return verifier.judge(c.leaf.cert, [c.intermediates[0].cert], "serverAuth", NOW, host).trusted
+
+
+@pytest.mark.parametrize(
+    ("sans", "host", "expected"),
+    [
+        (("www.example.com",), "www.example.com", True),
+        (("www.example.com",), "WWW.Example.COM", True),
+        (("www.example.com",), "www.example.com.", True),
+        (("www.example.com",), "example.com", False),
+        (("www.example.com",), "wwww.example.com", False),
+        (("a.example.com", "b.example.com"), "b.example.com", True),
+        (("*.example.com",), "www.example.com", True),
+        (("*.example.com",), "API.EXAMPLE.COM", True),
+        (("*.example.com",), "a.b.example.com", False),
+        (("*.example.com",), "example.com", False),
+        (("*.example.com",), "wwwexample.com", False),
+        (("*.example.com",), "www.example.org", False),
+        (("192.0.2.10",), "192.0.2.10", True),
+        (("192.0.2.10",), "192.0.2.11", False),
+        (("2001:db8::10",), "2001:DB8:0::10", True),
+    ],
+)
+def test_hostnames_are_matched_by_the_verifier(
+    sans: tuple[str, ...], host: str, expected: bool
+) -> None:
+    """Names match exactly (case and a trailing dot aside) or one label by wildcard; an IP
+    address matches an iPAddress SAN as an address, not as text."""
+    assert _judged_for(sans, host) is expected
+
+
+_LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True).filter(
+    lambda label: "--" not in label
+)
+
+
+@settings(max_examples=25, deadline=None, database=None)
+@given(st.lists(_LABEL, min_size=1, max_size=2), _LABEL, _LABEL)
+def test_wildcard_covers_exactly_one_label(base: list[str], one: str, two: str) -> None:
+    """*.D covers X.D for any single label X, but never D itself nor X.Y.D."""
+    domain = ".".join([*base, "example", "test"])
+    c = chain(cn=f"*.{domain}")
+    verifier = Verifier.build([c.roots[0].cert])
+
+    def trusted(host: str) -> bool:
+        offered = [c.intermediates[0].cert]
+        return verifier.judge(c.leaf.cert, offered, "serverAuth", NOW, host).trusted
+
+    assert trusted(f"{one}.{domain}")
+    assert not trusted(domain)
+    assert not trusted(f"{one}.{two}.{domain}")

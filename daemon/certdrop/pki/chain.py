@@ -214,20 +214,6 @@ def sans(cert: x509.Certificate) -> list[str]:
     return names
 
 
-def covers(cert: x509.Certificate, hostname: str) -> bool:
-    """True when a SAN of ``cert`` matches ``hostname`` (one-label wildcards allowed)."""
-    host = hostname.lower().rstrip(".")
-    for name in sans(cert):
-        pattern = name.lower().rstrip(".")
-        if pattern == host:
-            return True
-        first, dot, rest = host.partition(".")
-        # The wildcard stands for exactly one non-empty label ("*.a.b" never covers ".a.b").
-        if pattern.startswith("*.") and first and dot and rest == pattern[2:]:
-            return True
-    return False
-
-
 def to_pem(certs: Iterable[x509.Certificate]) -> bytes:
     """Certificates as concatenated PEM blocks, in the given order."""
     return b"".join(c.public_bytes(Encoding.PEM) for c in certs)

@@ -143,6 +143,11 @@ class Verifier:
             root_set,
         )
 
+    @property
+    def anchors(self) -> chains.Anchors:
+        """The roots indexed for the hand-written builder (ordering untrusted bundles)."""
+        return self._anchors
+
     def judge(
         self,
         leaf: x509.Certificate,
