@@ -377,3 +377,13 @@ case("expired-twin-intermediate-first", True)(_expired_cross)
 case("no-issuer-anywhere", False, says="is issued by CN=Issuing CA, which is neither")(
     lambda: Chain(chain().roots, (), chain().leaf)
 )
+
+
+def _untrusted_root_in_drop() -> Chain:
+    c, stranger = chain(), root("Stranger Root", slot=11)
+    return Chain((stranger,), (*c.intermediates, c.roots[0]), c.leaf)
+
+
+case("untrusted-root-in-the-drop", False, says="the root CN=Trust Root, which is not trusted")(
+    _untrusted_root_in_drop
+)

@@ -120,12 +120,14 @@ class Verifier:
         is_public_suffix: Callable[[str], bool] | None = None,
     ) -> Verifier:
         """A verifier for the certificates of a trust store (``trust.ca_bundle`` or the
-        system store): self-signed ones are the roots, other CA certificates are offered
+        system store): self-issued ones are the roots, other CA certificates are offered
         as untrusted intermediates, as the drop's own are."""
         if profile not in PROFILES:
             raise ValueError(f"unknown trust profile {profile!r}; use one of {PROFILES}")
         unique = {c.public_bytes(Encoding.DER): c for c in certs}
-        roots = tuple(c for c in unique.values() if chains.is_self_signed(c))
+        # Self-issued, not verified self-signed: an anchor's own signature is never
+        # checked (old system roots are SHA-1 signed), and this costs no signature check.
+        roots = tuple(c for c in unique.values() if c.subject == c.issuer)
         extra = tuple(c for c in unique.values() if c not in roots and chains.is_ca(c))
         digest = hashlib.sha256(profile.encode())
         for der in sorted(unique):
@@ -139,7 +141,8 @@ class Verifier:
             Store(list(roots)) if roots else None,  # cryptography refuses an empty store
             chains.Anchors.from_certs(roots),
             _extension_policies(profile, root_set),
-            is_public_suffix or trust_rules.public_suffix_list(),
+            # The list is read on first need (a wildcard SAN), not for every store.
+            is_public_suffix or (lambda domain: trust_rules.public_suffix_list()(domain)),
             root_set,
         )
 
@@ -208,9 +211,12 @@ class Verifier:
             try:
                 path = tuple(self._verify(leaf, offered, usage, now, subject, hostname is not None))
             except VerificationError as error:
-                verdicts[usage] = refused(trust_explain.explain(
-                    str(error), leaf, offered, self._anchors, roles, now, usage, hostname
-                ))
+                verdicts[usage] = refused(self._explain(str(error), leaf, offered, roles, now,
+                                                        usage, hostname))  # fmt: skip
+                continue
+            except ValueError as error:  # a name the verifier will not take as its subject
+                verdicts[usage] = refused(f"{roles.name(leaf)} cannot be checked for "
+                                          f"{subject.value}: {error}")  # fmt: skip
                 continue
             # Both usages mostly validate the same path: check it once (== compares DER).
             found = next((p for seen, p in checked if seen == path), "") if checked else ""
@@ -219,6 +225,23 @@ class Verifier:
                 checked.append((path, found))
             verdicts[usage] = refused(found) if found is not None else Verdict(True, "", path)
         return verdicts
+
+    def _explain(
+        self,
+        message: str,
+        leaf: x509.Certificate,
+        offered: list[x509.Certificate],
+        roles: Roles,
+        now: datetime,
+        usage: Usage,
+        hostname: str | None,
+    ) -> str:
+        try:
+            return trust_explain.explain(
+                message, leaf, offered, self._anchors, roles, now, usage, hostname
+            )
+        except Exception:  # noqa: BLE001 - a hostile certificate must not turn a refusal into a crash
+            return f"{roles.name(leaf)} is refused: {message}"
 
     def _verify(
         self,

@@ -59,6 +59,8 @@ def explain(
     def who(cert: x509.Certificate | None) -> str:
         return roles.name(cert if cert is not None else at if at is not None else leaf)
 
+    if built.root is None and _no_path(text):
+        return _unanchored(path, [*offered, *roles.roots], who)
     if text.startswith("Python extension validator failed: "):
         return text.split(": ", 2)[-1].strip()
     ext = _EXT.match(text)
@@ -111,12 +113,6 @@ def explain(
             f"{who(at)} names an empty issuer: the CA that issued it has an empty subject, "
             "which RFC 5280 forbids"
         )
-    if "all candidates exhausted with no interior errors" in text:
-        top = path[-1]
-        return (
-            f"{who(top)} is issued by {short(top.issuer)}, which is neither a trusted root nor "
-            "among the intermediates in the drop, the pool or trust.ca_bundle"
-        )
     if "max depth" in text or "maximum" in text:
         return (
             f"the chain of {who(leaf)} is longer or more tangled than certdrop follows "
@@ -128,6 +124,32 @@ def explain(
 # RFC 5280 / BR criticality: these must be critical in a CA, those never critical.
 _CRITICAL_IN_CA = {"2.5.29.19", "2.5.29.36", "2.5.29.54"}  # basicConstraints, PC, inhibitAnyPolicy
 _NEVER_CRITICAL = {"1.3.6.1.5.5.7.1.1", "2.5.29.35", "2.5.29.14", "2.5.29.37"}  # AIA AKI SKI EKU
+
+
+def _no_path(text: str) -> bool:
+    """cryptography's words for "no issuer leads to a trusted root" (an untrusted
+    self-signed root in the drop makes it loop to its depth limit)."""
+    return "no interior errors" in text or "max depth" in text
+
+
+def _unanchored(
+    path: Sequence[x509.Certificate],
+    everyone: Sequence[x509.Certificate],
+    who: Callable[[x509.Certificate | None], str],
+) -> str:
+    top = path[-1]
+    root = next(
+        (c for c in everyone if c.subject == top.issuer and c.issuer == c.subject), None
+    )
+    if root is not None:
+        return (
+            f"{who(top)} is issued by the root {short(root.subject)}, which is not trusted; "
+            "add it to trust.ca_bundle if you trust it"
+        )
+    return (
+        f"{who(top)} is issued by {short(top.issuer)}, which is neither a trusted root nor "
+        "among the intermediates in the drop, the pool or trust.ca_bundle"
+    )
 
 
 def _extension_sentence(

@@ -74,6 +74,8 @@ def by_hostname(ctx: Context, recorded: Sequence[str] | None = None) -> list[str
     ``recorded`` are the entries a drop just added; None means a full look (start-up,
     reload) for services whose certificate is not usable.
     """
+    if not any(s.hostname for s in ctx.config.services.values()):
+        return []
     now = utc_now()
     pool = [c for pem in ctx.inventory.pool() for c in chains.from_pem(pem)]
     changes: list[tuple[str, Candidate]] = []

@@ -1,9 +1,10 @@
 """The trust store the verdicts are for: ``trust.ca_bundle`` (else the system store) and
-``trust.profile``, read once at start-up and again on each reload.
+``trust.profile``, read at first use after start-up and after each reload.
 
 One :class:`TrustStore` is shared by intake (the verdict recorded for each drop), the
 hostname assignment (the verdict for a service's role and name) and the re-judging of the
-inventory when the store's fingerprint changes.
+inventory when the store's fingerprint changes. It is read lazily: a CLI command that
+judges nothing never pays for parsing the system store.
 """
 
 from __future__ import annotations
@@ -39,10 +40,18 @@ def load_verifier(config: Config) -> Verifier:
 
 
 class TrustStore:
-    """Holds the current verifier; :meth:`load` replaces it (start-up, reload)."""
+    """The current verifier, read on first use; :meth:`load` takes a new configuration
+    (start-up, reload) and reads the store again when it is next needed."""
 
     def __init__(self, config: Config) -> None:
-        self.verifier = load_verifier(config)
+        self._config = config
+        self._verifier: Verifier | None = None
 
     def load(self, config: Config) -> None:
-        self.verifier = load_verifier(config)
+        self._config, self._verifier = config, None
+
+    @property
+    def verifier(self) -> Verifier:
+        if self._verifier is None:
+            self._verifier = load_verifier(self._config)
+        return self._verifier
