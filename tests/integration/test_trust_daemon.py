@@ -204,7 +204,7 @@ def test_a_changed_trust_store_is_judged_again_on_reload(
     assert "neither a trusted root" in str(status(d)["b"]["trust_detail"])
 
     mark = len(d.events())
-    reload(d, b"# the same root\n" + a.pem, web)  # the same certificates: nothing to judge
+    reload(d, b"# the same root\n" + a.pem, web)  # judged again (new bytes): no flips
     assert flips(d, mark) == set()
 
     mark = len(d.events())

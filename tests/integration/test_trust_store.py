@@ -3,6 +3,7 @@ migration, intake's recorded verdict and bundle, re-judging, and the status snap
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sqlite3
@@ -19,7 +20,7 @@ from certdrop.pki.trust import PROFILES
 from certdrop.store import snapshot
 from certdrop.store.eventlog import open_log
 from certdrop.store.inventory import Inventory
-from certdrop.store.truststore import load_verifier
+from certdrop.store.truststore import TrustStore
 from support.trustkit import NOW, Cert, intermediate, leaf, root
 
 
@@ -151,14 +152,35 @@ def test_rejudge_runs_only_when_the_fingerprint_changed(
     shells.append(shell)
     shell.take("b", leaf("b.example.test", ca_b, 32), ca_b)
     assert not shell.inventory.entry("b").trusted  # type: ignore[union-attr]
-    verifier = load_verifier(shell.config)
-    assert rejudge(shell.inventory, shell.log, verifier, NOW) == []  # first time: no flips
-    assert shell.inventory.meta(FINGERPRINT) == verifier.fingerprint
+    trust = TrustStore(shell.config)
+    assert rejudge(shell.inventory, shell.log, trust, NOW) == []  # first time: no flips
+    assert shell.inventory.meta(FINGERPRINT) == trust.fingerprint
+    assert rejudge(shell.inventory, shell.log, trust, NOW) == []  # unchanged: skipped
     (tmp_path / "roots.pem").write_bytes(a.pem + b.pem)
-    assert rejudge(shell.inventory, shell.log, verifier, NOW) == []  # same verifier: skipped
-    wider = load_verifier(shell.config)
-    assert rejudge(shell.inventory, shell.log, wider, NOW) == ["b"]
+    trust.load(shell.config)
+    assert rejudge(shell.inventory, shell.log, trust, NOW) == ["b"]
     (changed,) = shell.events("cert.trust_changed")
     assert (changed["name"], changed["from"], changed["to"]) == ("b", False, True)
     assert shell.inventory.entry("b").trusted  # type: ignore[union-attr]
-    assert rejudge(shell.inventory, shell.log, wider, NOW) == []
+    assert rejudge(shell.inventory, shell.log, trust, NOW) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "differs"),
+    [("nothing", False), ("profile", True), ("a root", True), ("a comment", True)],
+)
+def test_the_fingerprint_is_the_profile_and_the_store_content(
+    tmp_path: Path, change: str, differs: bool
+) -> None:
+    """The trust store's fingerprint changes with the profile and the bundle's bytes."""
+    r = root()
+    (tmp_path / "roots.pem").write_bytes(r.pem)
+    config = configuration.load(write(tmp_path, '[trust]\nca_bundle = "roots.pem"\n'), tmp_path)
+    before = TrustStore(config).fingerprint
+    if change == "profile":
+        config = dataclasses.replace(config, trust_profile="webpki")
+    elif change == "a root":
+        (tmp_path / "roots.pem").write_bytes(r.pem + root("Other Root", slot=8).pem)
+    elif change == "a comment":
+        (tmp_path / "roots.pem").write_bytes(b"# roots\n" + r.pem)
+    assert (TrustStore(config).fingerprint != before) is differs

@@ -114,15 +114,6 @@ def test_intermediates_in_the_trust_store_are_offered_not_trusted() -> None:
     assert not result.trusted and "no trusted root" in result.detail
 
 
-def test_fingerprint_follows_store_and_profile() -> None:
-    """The trust-store fingerprint ignores order and duplicates but not content or profile."""
-    a, b = root().cert, root("Other Root", slot=8).cert
-    base = Verifier.build([a, b]).fingerprint
-    assert Verifier.build([b, a, a]).fingerprint == base
-    assert Verifier.build([a]).fingerprint != base
-    assert Verifier.build([a, b], "webpki").fingerprint != base
-
-
 def test_unknown_profile_is_refused() -> None:
     """A profile name outside PROFILES is a programming error, said plainly."""
     with pytest.raises(ValueError, match="unknown trust profile"):

@@ -59,7 +59,7 @@ class TrustRejudge:
 
     def _rejudge(self) -> None:
         ctx = self.ctx
-        if rejudge(ctx.inventory, ctx.log, ctx.trust.verifier, utc_now()):
+        if rejudge(ctx.inventory, ctx.log, ctx.trust, utc_now()):
             self.worker.changed()
 
     def after_drop(self, outcome: Outcome) -> None:

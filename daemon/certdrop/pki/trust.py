@@ -12,7 +12,6 @@ is never less strict than cryptography configured with the same extension polici
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -102,7 +101,6 @@ class Verifier:
     profile: Profile
     roots: tuple[x509.Certificate, ...]
     extra: tuple[x509.Certificate, ...]  # non-root CA certificates from the trust store
-    fingerprint: str  # changes when the store's certificates or the profile change
     _store: Store | None = field(repr=False, compare=False)
     _anchors: chains.Anchors = field(repr=False, compare=False)
     _policies: dict[str, tuple[ExtensionPolicy, ExtensionPolicy]] = field(
@@ -129,15 +127,11 @@ class Verifier:
         # checked (old system roots are SHA-1 signed), and this costs no signature check.
         roots = tuple(c for c in unique.values() if c.subject == c.issuer)
         extra = tuple(c for c in unique.values() if c not in roots and chains.is_ca(c))
-        digest = hashlib.sha256(profile.encode())
-        for der in sorted(unique):
-            digest.update(hashlib.sha256(der).digest())
         root_set = frozenset(roots)
         return cls(
             profile,
             roots,
             extra,
-            digest.hexdigest(),
             Store(list(roots)) if roots else None,  # cryptography refuses an empty store
             chains.Anchors.from_certs(roots),
             _extension_policies(profile, root_set),
