@@ -185,7 +185,7 @@ def chain_problem(path: Sequence[x509.Certificate], profile: str, roles: Roles) 
     indexed once: this runs for every drop.
     """
     try:
-        indexes: list[Index] = [{e.oid: e for e in cert.extensions} for cert in path]
+        indexes = [index_of(cert) for cert in path]
         problem = _key_identifier_problem(path, indexes, profile, roles)
         if problem is not None:
             return problem
@@ -291,14 +291,38 @@ def policy_problem(path: Sequence[x509.Certificate], roles: Roles) -> str | None
     return None
 
 
+class _Indexes:
+    """Each certificate's extensions by OID, made once per certificate object.
+
+    A cache only (what it holds follows from the certificate alone): the leaf's index
+    serves the four checks of one verdict, a CA's (the same object: the store's roots, the
+    pool's intermediates) every verdict it takes part in. Keyed by identity, which is
+    cheap, with the certificate kept so that its id cannot be reused while it is here.
+    """
+
+    def __init__(self, limit: int = 2048) -> None:
+        self._memo: dict[int, tuple[x509.Certificate, Index]] = {}
+        self._limit = limit
+
+    def of(self, cert: x509.Certificate) -> Index:
+        hit = self._memo.get(id(cert))
+        if hit is not None and hit[0] is cert:
+            return hit[1]
+        index: Index = {e.oid: e for e in cert.extensions}
+        if len(self._memo) >= self._limit:
+            self._memo.clear()
+        self._memo[id(cert)] = (cert, index)
+        return index
+
+
+index_of = _Indexes().of
+
+
 def extension(cert: x509.Certificate, kind: type[T]) -> T | None:
-    """The value of ``cert``'s extension of ``kind``, or None (by OID: several times faster
-    than ``get_extension_for_class``, which tests every value's class)."""
-    oid = kind.oid
-    for ext in cert.extensions:
-        if ext.oid == oid:
-            return cast(T, ext.value)
-    return None
+    """The value of ``cert``'s extension of ``kind``, or None (by OID from the index:
+    ``get_extension_for_class`` tests every value's ABC, several times slower)."""
+    found = index_of(cert).get(kind.oid)
+    return None if found is None else cast(T, found.value)
 
 
 _ext = extension
