@@ -175,11 +175,17 @@ class ControlServer:
                     reply = {"ok": False, "output": None, "error": str(exc)}
                 self._reply(conn, reply)
                 return
-            fn, ctx = COMMANDS[name], self.ctx
-            job = self.worker.submit(f"command {name}", lambda: fn(ctx, args))
+            fn, ctx, worker = COMMANDS[name], self.ctx, self.worker
+
+            def run() -> str:
+                output = fn(ctx, args)
+                # In the job, so the worker rewrites status.json (and the metrics) right
+                # after it; marked from this thread, it could wait for the next job.
+                worker.changed()
+                return output
+
+            job = worker.submit(f"command {name}", run)
             job.done.wait()
-            if job.error is None:
-                self.worker.changed()
             self._reply(conn, {"ok": job.error is None, "output": job.result, "error": job.error})
 
     @staticmethod
