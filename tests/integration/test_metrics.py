@@ -151,7 +151,7 @@ def test_openmetrics_and_gzip_are_negotiated(
     families = {f.name: f for f in openmetrics_families(text)}
     assert families["certdrop_drops"].type == "counter"
     assert families["certdrop_build"].type == "info"
-    assert [s.name for s in families["certdrop_drops"].samples][0] == "certdrop_drops_total"
+    assert next(s.name for s in families["certdrop_drops"].samples) == "certdrop_drops_total"
 
     status, headers, body = scrape(port, headers={"Accept-Encoding": "gzip"})
     assert headers["Content-Encoding"] == "gzip"

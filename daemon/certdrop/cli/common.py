@@ -36,11 +36,3 @@ ErrorHandler = Callable[[str, argparse.Namespace], int]
 # A command that can run without a loadable config (``reload``) handles the ConfigError.
 ConfigFallback = Callable[[ConfigError, argparse.Namespace], int]
 
-
-def permission_message(exc: OSError) -> str:
-    """One line for a file this user may not read or write: the path and the fix."""
-    path = exc.filename or "a file certdrop needs"
-    return (
-        f"{path}: permission denied; run as root, or (for status and check) set "
-        "state_group in the config and add this user to that group"
-    )

@@ -21,9 +21,8 @@ from certdrop.cli.common import (
     Handler,
     Parser,
     Subparsers,
-    permission_message,
 )
-from certdrop.errors import ConfigError, UserError
+from certdrop.errors import ConfigError, UserError, permission_message
 
 # Every sub-command, in the order `certdrop --help` lists them.
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (

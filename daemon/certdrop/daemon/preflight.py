@@ -41,7 +41,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 from certdrop import config as configuration
 from certdrop.clock import utc_now
 from certdrop.daemon import control
-from certdrop.errors import UserError
+from certdrop.errors import UserError, permission_message
 from certdrop.pki.chain import is_ca
 from certdrop.renewal import report
 from certdrop.services.probe import ProbeError, served_fingerprint
@@ -54,6 +54,7 @@ PRECEDENCE = {"ok": 0, "warning": 1, "unknown": 2, "critical": 3}
 # systemd's default PATH for services: a monitor's own PATH often lacks the sbin folders
 # where nginx and postfix live, though the daemon finds them there.
 SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+UNSEEN = "cannot be looked at by this user; run the check as root, or let this user read it"
 
 
 @dataclass(frozen=True)
@@ -160,8 +161,8 @@ def _folders(config: configuration.Config) -> list[Finding]:
         try:
             is_dir = folder.is_dir()
             exists = is_dir or folder.exists()
-        except PermissionError:
-            found.append(Finding(key, "unknown", f"{folder} cannot be looked at by this user"))
+        except PermissionError as exc:
+            found.append(Finding(key, "unknown", permission_message(exc)))
             continue
         if exists and not is_dir:
             found.append(
@@ -230,7 +231,7 @@ def _passphrase_file(path: Path, root: bool) -> Finding:
             "it (0600, one passphrase a line) or remove it from intake.passphrase_files",
         )
     except PermissionError:
-        return Finding(key, "unknown", f"{path} cannot be looked at by this user")
+        return Finding(key, "unknown", f"{path} {UNSEEN}")
     if os.access(path, os.R_OK):
         return Finding(key, "ok", f"{path} is readable")
     if root:
@@ -257,7 +258,7 @@ def _service_folder(where: str, folder: Path, root: bool) -> Finding:
     try:
         is_dir = folder.is_dir()
     except PermissionError:
-        return Finding(where, "unknown", f"{folder} cannot be looked at by this user")
+        return Finding(where, "unknown", f"{folder} {UNSEEN}")
     if not is_dir:
         return Finding(
             where,
@@ -323,7 +324,7 @@ def checkup(
     try:
         data = report.run(config)
     except PermissionError as exc:
-        unreadable = Finding("state", "unknown", permission_problem(exc))
+        unreadable = Finding("state", "unknown", permission_message(exc))
     except (UserError, sqlite3.Error) as exc:
         unreadable = Finding("state", "unknown", f"the state cannot be judged: {exc}")
     if unreadable is not None:
@@ -350,11 +351,3 @@ def checkup(
         "preflight": [f.to_json() for f in found],
     }
 
-
-def permission_problem(exc: OSError) -> str:
-    """One sentence for a PermissionError: the path and the fix."""
-    path = exc.filename or "a state file"
-    return (
-        f"{path}: permission denied for this user; run as root, or set state_group in the "
-        "config and add this user to that group (members may read status.json)"
-    )
