@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from certdrop import config as configuration
-from certdrop.daemon import app, notify, watcher
+from certdrop.daemon import app, notify, preflight, watcher
 from certdrop.daemon import state as daemon_state
+from certdrop.daemon.control import ControlServer
 from certdrop.daemon.worker import Worker
 from support.daemon import ROOT, RunningDaemon, drop
 from support.pkitools import ec_key, hierarchy
@@ -283,6 +284,9 @@ def test_ready_waits_for_the_start_up_reconcile(
     time.sleep(1.0)
     assert "READY=1" not in notify_socket.texts()
     assert not [e for e in d.events()[d._seen :] if e["event"] == "service.applied"]
+    starting = d.cli("check", "--daemon", check=False)  # the health answer says so too
+    assert starting.returncode == 1, starting.stdout
+    assert "WARNING daemon: the daemon (pid" in starting.stdout and "still starting" in starting.stdout
     hold.unlink()
     notify_socket.wait_for("READY=1")
     applied = [e for e in d.events()[d._seen :] if e["event"] == "service.applied"]
@@ -380,6 +384,43 @@ def test_watchdog_goes_quiet_while_the_worker_is_stuck(
     unhealthy = [e for e in map(json.loads, config.status_log.read_text().splitlines())
                  if e["event"] == "daemon.unhealthy"]  # fmt: skip
     assert [e["reason"].split(" has run")[0] for e in unhealthy][:1] == ["the job 'stuck reload'"]
+
+
+def test_health_is_answered_while_the_worker_is_stuck(tmp_path: Path) -> None:
+    """`check --daemon` asks over the control socket and the control thread answers (not
+    the worker): healthy at first, CRITICAL naming the job once the worker is stuck past
+    its budget, and a daemon that has not finished starting is a WARNING."""
+    (tmp_path / "certdrop.toml").write_text('inbox = "inbox"\nstate = "state"\n')
+    config = configuration.load(tmp_path / "certdrop.toml", tmp_path)
+    daemon_state.prepare_folders(config)
+    ctx, sink = daemon_state.open_context(config)
+    worker = Worker(ctx)
+    daemon = StallingDaemon(ctx, worker, [])
+    worker.start()
+    daemon.observer = watcher.start(config.inbox, worker.submit_drop)
+    control = ControlServer(
+        config.state / "control.sock", ctx, worker, {"health": daemon._health_request}
+    )
+    control.start()
+    release = threading.Event()
+    try:
+        starting = preflight.daemon_health(config)
+        assert starting.level == "warning" and "still starting" in starting.detail
+        daemon.ready.set()
+        assert preflight.daemon_health(config).level == "ok"
+        worker.submit("stuck renewal", lambda: release.wait(10))
+        time.sleep(0.6)
+        stuck = preflight.daemon_health(config)
+        assert stuck.level == "critical", stuck
+        assert "is unhealthy: the job 'stuck renewal' has run for" in stuck.detail
+    finally:
+        release.set()
+        control.close()
+        worker.stop()
+        daemon.observer.stop()
+        daemon.observer.join(5)
+        ctx.inventory.close()
+        sink.close()
 
 
 def test_stall_budget_covers_the_slowest_legitimate_job() -> None:

@@ -122,6 +122,7 @@ class ControlServer:
         self.ctx = ctx
         self.worker = worker
         self.requests = dict(requests or {})
+        self.thread: threading.Thread | None = None
         path.unlink(missing_ok=True)
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(os.fspath(path))
@@ -137,10 +138,16 @@ class ControlServer:
         os.chmod(self.path, 0o660)
 
     def start(self) -> None:
-        threading.Thread(target=self._serve, name="certdrop-control", daemon=True).start()
+        self.thread = threading.Thread(target=self._serve, name="certdrop-control", daemon=True)
+        self.thread.start()
 
     def close(self) -> None:
+        # close() alone does not wake a thread blocked in accept(); shutdown() does.
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
         self.server.close()
+        if self.thread is not None:
+            self.thread.join(5)
         self.path.unlink(missing_ok=True)
 
     def _serve(self) -> None:

@@ -329,11 +329,6 @@ class Inventory:
             (claim, file, result, code or None, reason or None, at),
         )
 
-    def drop_counts(self) -> dict[str, int]:
-        """How many drops ended in each result (accepted, held, rejected), ever."""
-        rows = self.db.execute("SELECT result, COUNT(*) FROM drops GROUP BY result")
-        return {str(result): int(count) for result, count in rows}
-
     def drop_counts_by_code(self) -> dict[tuple[str, str], int]:
         """How many drops ended in each (result, rejection code), ever; code "" when the
         drop was not rejected."""
