@@ -75,7 +75,7 @@ def run_export(config: configuration.Config, args: argparse.Namespace) -> int:
         data = export_p12(name, key, chain, password)
     else:
         data = export_pem(key, chain, password)
-    write_new(out, data, force=args.force)
+    write_backup(out, data, force=args.force)
     _log_export(config, name, chains.fingerprint(chain[0]), fmt, password is not None, out)
     print(out)
     return 0
@@ -154,7 +154,7 @@ def _check_target(path: Path, *, force: bool) -> None:
         raise UserError(f"{path} already exists; choose another name or pass --force")
 
 
-def write_new(path: Path, data: bytes, *, force: bool = False) -> None:
+def write_backup(path: Path, data: bytes, *, force: bool = False) -> None:
     """Write ``data`` to ``path`` as a new 0600 file, crash-safely (see
     :func:`certdrop.files.publish`); every failure is one line naming the file."""
     _check_target(path, force=force)
