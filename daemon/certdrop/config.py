@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from certdrop.errors import ConfigError
 from certdrop.pki.names import name_problem
+from certdrop.pki.trust import DEFAULT_PROFILE, PROFILES, HostnameError, subject_for
 
 ROLES = ("https", "smtp-server", "smtp-client")
 KEY_FORMATS = ("pkcs1", "pkcs8")
@@ -53,6 +54,7 @@ class Config:
     max_file_bytes: int = 1_048_576
     passphrase_files: tuple[Path, ...] = ()
     ca_bundle: Path | None = None
+    trust_profile: str = DEFAULT_PROFILE
     check_interval_seconds: float = 3600.0
     warn_days: tuple[int, ...] = (30, 14, 7, 1)
     renew_before_days: int = 0
@@ -213,9 +215,14 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
     passphrase_files = tuple(path(p) for p in intake.strings("passphrase_files"))
 
     trust = _Reader(problems, "trust.", top.table_of("trust"))
-    trust.unknown({"ca_bundle"})
+    trust.unknown({"ca_bundle", "profile"})
     ca_value = trust.string("ca_bundle")
     ca_bundle = path(ca_value) if ca_value else None
+    profile = trust.string("profile", DEFAULT_PROFILE)
+    if profile not in PROFILES:
+        choices = " or ".join(f'"{p}"' for p in PROFILES)
+        problems.append(f"trust.profile must be {choices}, not {profile!r}")
+        profile = DEFAULT_PROFILE
 
     expiry = _Reader(problems, "expiry.", top.table_of("expiry"))
     expiry.unknown({"check_interval_seconds", "warn_days", "renew_before_days"})
@@ -267,6 +274,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
         max_file_bytes=max_bytes,
         passphrase_files=passphrase_files,
         ca_bundle=ca_bundle,
+        trust_profile=profile,
         check_interval_seconds=interval,
         warn_days=tuple(sorted(set(warn_raw), reverse=True)),
         renew_before_days=renew_before,
@@ -401,13 +409,21 @@ def _service(
             f"{where}probe: an smtp-client shows its certificate only when it connects out, "
             'so no handshake can prove it; set probe = ""'
         )
+    hostname = r.string("hostname")
+    try:
+        if hostname:
+            subject_for(hostname)
+    except HostnameError:
+        problems.append(
+            f"{where}hostname {hostname!r} is neither an IP address nor a valid domain name"
+        )
     if len(problems) > before:
         return None
     return ServiceConfig(
         name=name,
         role=role,
         key_format=key_format,
-        hostname=r.string("hostname"),
+        hostname=hostname,
         cert_file=path(files["cert_file"]) if files["cert_file"] else None,
         key_file=path(files["key_file"]) if files["key_file"] else None,
         chain_file=path(files["chain_file"]) if files["chain_file"] else None,

@@ -40,16 +40,22 @@ def render(data: Mapping[str, Any]) -> str:
                 c["status"],
                 safe(c["subject"]),
                 (c["not_after"] or "-")[:10],
+                "yes" if c.get("trusted") else "no",
                 safe(",".join(c["services"])) or "-",
                 (c["sha256"] or "-")[:16],
             ]
             for c in certs
         ]
         out += _table(
-            ["NAME", "STATUS", "SUBJECT", "EXPIRES", "SERVICES", "SHA256"],
+            ["NAME", "STATUS", "SUBJECT", "EXPIRES", "TRUSTED", "SERVICES", "SHA256"],
             rows,
-            [32, 9, 48, 10, 30, 16],
+            [32, 9, 48, 10, 7, 30, 16],
         )
+    untrusted = [c for c in certs if c.get("status") != "requested" and not c.get("trusted")]
+    if untrusted:
+        out += ["", f"Not trusted ({len(untrusted)})"]
+        rows = [[safe(c["name"]), safe(c.get("trust_detail", ""))] for c in untrusted]
+        out += _table(["NAME", "WHY"], rows, [32, 160])
     held = data["held"]
     if held:
         out += ["", f"Held, waiting for their partner ({len(held)})"]

@@ -18,6 +18,7 @@ from certdrop.intake.request_toml import on_request
 from certdrop.store import context, snapshot
 from certdrop.store.eventlog import StatusLogFile, open_log
 from certdrop.store.inventory import Inventory
+from certdrop.store.truststore import TrustStore
 
 
 @contextlib.contextmanager
@@ -97,6 +98,7 @@ def open_context(
     """Open the inventory and the status log; the caller holds the state lock."""
     log, sink = open_log(config.status_log, echo=echo)
     inventory = Inventory(config.state / "inventory.sqlite3")
-    intake = Intake(config, inventory, log)
+    trust = TrustStore(config)
+    intake = Intake(config, inventory, log, trust=trust)  # reloads the shared trust store
     intake.on_request = on_request(intake)  # NAME.request.toml drops
-    return Context(config, inventory, log, intake), sink
+    return Context(config, inventory, log, trust, intake), sink

@@ -18,7 +18,7 @@ from certdrop import config as configuration
 from certdrop.clock import iso, utc_now
 from certdrop.errors import InvalidRequest, Rejection
 from certdrop.intake.inbox import Claim, Inbox, display_name
-from certdrop.intake.work import Outcome, Work, load_anchors
+from certdrop.intake.work import Outcome, Work
 from certdrop.pki import assemble, keys, pairing
 from certdrop.pki import chain as chains
 from certdrop.pki.csr import fields_of
@@ -28,6 +28,7 @@ from certdrop.pki.parse import parse
 from certdrop.store.eventlog import Logger
 from certdrop.store.inventory import Inventory
 from certdrop.store.rows import Entry
+from certdrop.store.truststore import TrustStore
 
 REQUEST_SUFFIX = ".request.toml"
 
@@ -43,18 +44,24 @@ class Intake:
         *,
         clock: Callable[[], datetime] = utc_now,
         on_request: Callable[[str, bytes, str], Outcome] | None = None,
+        trust: TrustStore | None = None,
     ) -> None:
         self.inventory = inventory
         self.log = log
         self.clock = clock
         self.on_request = on_request
-        self.reconfigure(config)
+        self.trust = trust or TrustStore(config)
+        self._configure(config)
         self._pool: list[x509.Certificate] | None = None
 
     def reconfigure(self, config: configuration.Config) -> None:
+        """Take a new configuration, reading the trust store again."""
+        self.trust.load(config)
+        self._configure(config)
+
+    def _configure(self, config: configuration.Config) -> None:
         self.config = config
         self.inbox = config.inbox
-        self.anchors = load_anchors(config.ca_bundle)
         self.passphrases = configuration.read_passphrases(config)
         self.files = Inbox(config.inbox, config.max_file_bytes)
 
@@ -121,10 +128,10 @@ class Intake:
         for each in pieces.keys:
             assemble.check_key(each)
         candidates = [*pieces.authorities, *self.pool()]
-        chained = []
-        for leaf in pieces.leaves:
-            chain = assemble.check_certificate(leaf, candidates, self.anchors, now)
-            chained.append(chain)
+        verifier = self.trust.verifier
+        chained = [
+            assemble.check_certificate(leaf, candidates, verifier, now) for leaf in pieces.leaves
+        ]
         plan = pairing.plan_drop(pieces)
         for (leaf, key, _), _chain in zip(plan.leaves, chained, strict=True):
             if key is not None:
@@ -132,8 +139,8 @@ class Intake:
 
         for authority in pieces.authorities:
             self._add_to_pool(authority, work)
-        for (leaf, key, kid), chain in zip(plan.leaves, chained, strict=True):
-            self._take_certificate(leaf, chain, key, kid, file, work)
+        for (leaf, key, kid), checked in zip(plan.leaves, chained, strict=True):
+            self._take_certificate(leaf, checked, key, kid, file, work)
         for loose, kid in plan.loose_keys:
             self._take_key(loose, kid, file, work, now)
         for csr, csr_key, kid in plan.csrs:
@@ -142,7 +149,7 @@ class Intake:
     def _take_certificate(
         self,
         leaf: x509.Certificate,
-        chain: chains.Chain,
+        checked: assemble.Checked,
         key: keys.PrivateKey | None,
         kid: str,
         file: str,
@@ -177,7 +184,7 @@ class Intake:
 
         source = pairing.key_source(has)
         if source is None:
-            pem = chains.to_pem([leaf, *chain.intermediates])
+            pem = chains.to_pem([leaf, *checked.chain.intermediates])
             if inv.hold("certificate", kid, pem, file, iso(self.clock())):
                 work.held.append(
                     {"kind": "certificate", "subject": chains.describe_name(leaf.subject)}
@@ -188,7 +195,7 @@ class Intake:
         key_pem, paired_with = found[source]
         if source is not pairing.KeySource.DROP:
             assemble.check_possession(leaf, keys.load_pem(key_pem))
-        self._record(leaf, chain, key_pem, kid, entry_name(file), paired_with, work, request)
+        self._record(leaf, checked, key_pem, kid, entry_name(file), paired_with, work, request)
 
     def _take_key(
         self, key: keys.PrivateKey, kid: str, file: str, work: Work, now: datetime
@@ -203,10 +210,11 @@ class Intake:
             assert held is not None
             certs = chains.from_pem(held.pem)
             leaf = certs[0]
-            chain = assemble.check_certificate(leaf, [*certs[1:], *self.pool()], self.anchors, now)
+            candidates = [*certs[1:], *self.pool()]
+            checked = assemble.check_certificate(leaf, candidates, self.trust.verifier, now)
             assemble.check_possession(leaf, key)
             self._record(
-                leaf, chain, keys.to_pem(key), kid, entry_name(held.from_file), file, work, None
+                leaf, checked, keys.to_pem(key), kid, entry_name(held.from_file), file, work, None
             )
         elif fate is pairing.Fate.DUPLICATE:
             work.duplicates.append("a key already in the inventory")
@@ -265,7 +273,7 @@ class Intake:
     def _record(
         self,
         leaf: x509.Certificate,
-        chain: chains.Chain,
+        checked: assemble.Checked,
         key_pem: bytes,
         kid: str,
         wanted: str,
@@ -274,6 +282,7 @@ class Intake:
         request: Entry | None,
     ) -> None:
         info = assemble.describe(leaf)
+        chain, verdict = checked.chain, checked.verdict
         name = request.name if request is not None else self._free_name(wanted, work)
         row: dict[str, Any] = {
             "name": name,
@@ -282,7 +291,8 @@ class Intake:
             "key_pem": key_pem,
             "cert_pem": chains.to_pem([leaf]),
             "chain_pem": chains.to_pem(chain.intermediates),
-            "trusted": int(chain.trusted),
+            "trusted": int(verdict.trusted),
+            "trust_detail": verdict.detail,
             "created": iso(self.clock()),
             **info,
         }
@@ -296,16 +306,7 @@ class Intake:
         self.inventory.put_entry(row)
         self._release_held(kid, info["sha256"])
         work.recorded.append(name)
-        fields = {k: info[k] for k in ("sha256", "subject", "issuer", "not_after")}
-        work.event(
-            "info",
-            "cert.imported",
-            name=name,
-            paired_with=paired_with,
-            trusted=chain.trusted,
-            intermediates=len(chain.intermediates),
-            **fields,
-        )
+        work.imported(name, paired_with, info, checked)
         if request is not None:
             changes = pairing.request_changes(request.request, leaf)
             work.event(
@@ -314,14 +315,6 @@ class Intake:
                 name=name,
                 sha256=info["sha256"],
                 **({"changes": changes} if changes else {}),
-            )
-        if not chain.trusted:
-            work.event(
-                "warning",
-                "cert.chain_incomplete",
-                name=name,
-                detail="the chain does not reach a trusted root; drop the "
-                "intermediates or add the root to trust.ca_bundle",
             )
 
     def _release_held(self, kid: str, sha256: str) -> None:

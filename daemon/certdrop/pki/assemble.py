@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes
 
 from certdrop.errors import Rejection
 from certdrop.pki import chain as chains
-from certdrop.pki import keys
+from certdrop.pki import keys, trust
 from certdrop.pki.keys import PrivateKey
 from certdrop.pki.parse import Parsed
 
@@ -71,18 +71,37 @@ def check_key(key: keys.PrivateKey) -> None:
         raise Rejection("weak_key", problem)
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A leaf that intake may record: the bundle to store, and its trust verdict."""
+
+    chain: chains.Chain
+    verdict: trust.Verdict
+
+
 def check_certificate(
     leaf: x509.Certificate,
     candidates: Iterable[x509.Certificate],
-    anchors: chains.Anchors,
+    verifier: trust.Verifier,
     now: datetime,
-) -> chains.Chain:
-    """Order and verify the chain of ``leaf``; raise Rejection for anything policy refuses."""
+) -> Checked:
+    """Judge the trust of ``leaf`` and order its bundle; raise Rejection for what intake
+    refuses whatever the trust store (a broken, weak or expired chain), never for a
+    chain that is merely not trusted.
+
+    A trusted leaf's bundle is the path the verifier validated; the hand-written builder
+    orders only the bundle of a leaf that is not trusted.
+    """
     public = _public_key(leaf)
     problem = keys.key_problem(public)
     if problem is not None:
         raise Rejection("weak_key", problem)
-    chain = chains.build_chain(leaf, candidates, anchors)
+    offered = list(candidates)
+    verdict = verifier.judge_any(leaf, offered, now)
+    if verdict.trusted:
+        chain = chains.Chain(leaf, verdict.intermediates, verdict.chain[-1])
+    else:
+        chain = chains.build_chain(leaf, [*offered, *verifier.extra], verifier.anchors)
     # Before the chain check: cryptography will not verify SHA-1/MD5 signatures, so a
     # weakly signed certificate also looks "broken", and weak_signature is the true reason.
     weak = chains.signature_problem(chain.bundle)
@@ -105,7 +124,7 @@ def check_certificate(
         found = chains.validity_problem(cert, now)
         if found is not None:
             raise Rejection(*found)
-    return chain
+    return Checked(chain, verdict)
 
 
 def check_possession(leaf: x509.Certificate, key: keys.PrivateKey) -> None:

@@ -163,8 +163,12 @@ def describe_name(name: x509.Name) -> str:
 
 
 def validity_problem(cert: x509.Certificate, now: datetime) -> tuple[str, str] | None:
-    """(code, reason) when ``cert`` is outside its validity window at ``now``."""
-    if cert.not_valid_after_utc <= now:
+    """(code, reason) when ``cert`` is outside its validity window at ``now``.
+
+    Both ends are inclusive (RFC 5280 4.1.2.5): a certificate at exactly its notAfter is
+    still valid, as cryptography's verifier judges it.
+    """
+    if cert.not_valid_after_utc < now:
         return (
             "expired",
             f"the certificate {describe_name(cert.subject)} expired on "
@@ -208,20 +212,6 @@ def sans(cert: x509.Certificate) -> list[str]:
     names: list[str] = [str(n) for n in ext.get_values_for_type(x509.DNSName)]
     names += [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)]
     return names
-
-
-def covers(cert: x509.Certificate, hostname: str) -> bool:
-    """True when a SAN of ``cert`` matches ``hostname`` (one-label wildcards allowed)."""
-    host = hostname.lower().rstrip(".")
-    for name in sans(cert):
-        pattern = name.lower().rstrip(".")
-        if pattern == host:
-            return True
-        first, dot, rest = host.partition(".")
-        # The wildcard stands for exactly one non-empty label ("*.a.b" never covers ".a.b").
-        if pattern.startswith("*.") and first and dot and rest == pattern[2:]:
-            return True
-    return False
 
 
 def to_pem(certs: Iterable[x509.Certificate]) -> bytes:

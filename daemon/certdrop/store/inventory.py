@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from certdrop.store.rows import DropRow, Entry, Held, ServiceRow, Summary
+from certdrop.store.rows import DropRow, Entry, Held, Judged, ServiceRow, Summary
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS certificates (
@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS certificates (
     cert_pem BLOB,
     chain_pem BLOB,
     trusted INTEGER NOT NULL DEFAULT 0,
+    trust_detail TEXT NOT NULL DEFAULT '',
     subject TEXT, sans TEXT, issuer TEXT, not_before TEXT, not_after TEXT,
     key_type TEXT, key_bits INTEGER,
     csr_pem BLOB, request TEXT, renews TEXT,
@@ -69,6 +70,10 @@ CREATE TABLE IF NOT EXISTS warnings (
     at TEXT NOT NULL,
     PRIMARY KEY (sha256, threshold)
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 -- Monotonic counts the metrics report (e.g. renewal failures by stage), kept with the
 -- state so a restart does not reset them.
 CREATE TABLE IF NOT EXISTS counters (
@@ -88,7 +93,8 @@ CREATE TABLE IF NOT EXISTS renewals (
 
 
 _ENTRY_COLUMNS = (
-    "name, status, key_id, sha256, cert_pem, chain_pem, trusted, subject, sans, issuer, "
+    "name, status, key_id, sha256, cert_pem, chain_pem, trusted, trust_detail, subject, sans, "
+    "issuer, "
     "not_before, not_after, key_type, key_bits, request, renews, created"
 )
 
@@ -114,7 +120,16 @@ class Inventory:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            self._migrate()
         self.db.row_factory = sqlite3.Row
+
+    def _migrate(self) -> None:
+        """Bring a database made by an earlier certdrop up to this schema."""
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(certificates)")}
+        if "trust_detail" not in columns:  # issue 10: why a certificate is not trusted
+            self.db.execute(
+                "ALTER TABLE certificates ADD COLUMN trust_detail TEXT NOT NULL DEFAULT ''"
+            )
 
     @classmethod
     def empty(cls) -> Inventory:
@@ -148,7 +163,7 @@ class Inventory:
         100,000 rows. Finish the iteration before changing the inventory."""
         rows = self.db.execute(
             "SELECT name, status, subject, sans, issuer, not_before, not_after, sha256, "
-            "key_type, key_bits, trusted, renews FROM certificates ORDER BY name"
+            "key_type, key_bits, trusted, trust_detail, renews FROM certificates ORDER BY name"
         )
         return (Summary.from_row(r) for r in rows)
 
@@ -200,6 +215,32 @@ class Inventory:
         self.db.execute(
             f"INSERT OR REPLACE INTO certificates ({columns}) VALUES ({marks})",  # noqa: S608 - column names are ours
             tuple(values.values()),
+        )
+
+    def set_trust(self, name: str, trusted: bool, detail: str) -> None:
+        self.db.execute(
+            "UPDATE certificates SET trusted = ?, trust_detail = ? WHERE name = ?",
+            (int(trusted), "" if trusted else detail, name),
+        )
+
+    def judged(self) -> Iterator[Judged]:
+        """Every certificate's stored verdict and bytes, for judging again, row by row:
+        finish the iteration before changing the inventory."""
+        rows = self.db.execute(
+            "SELECT name, cert_pem, chain_pem, trusted, trust_detail FROM certificates "
+            "WHERE cert_pem IS NOT NULL ORDER BY name"
+        )
+        return (Judged.from_row(r) for r in rows)
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
         )
 
     def set_status(self, name: str, status: str) -> None:

@@ -66,6 +66,8 @@ def certificates(config: Config, inventory: Inventory) -> Iterator[dict[str, Any
             "services": sorted(used_by.get(e.name, [])),
             "trusted": e.trusted,
         }
+        if not e.trusted and e.status != "requested":
+            cert["trust_detail"] = e.trust_detail or "not judged yet (judged at the next start)"
         if e.renews:
             cert["renews"] = e.renews
         yield cert
