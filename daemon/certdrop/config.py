@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from certdrop.errors import ConfigError
+from certdrop.limits import DEFAULT_LIMITS, Limits
 
 ROLES = ("https", "smtp-server", "smtp-client")
 KEY_FORMATS = ("pkcs1", "pkcs8")
@@ -60,6 +61,7 @@ class Config:
     renewal_timeout_seconds: float = 300.0
     renewal_retry_base_seconds: float = 300.0
     metrics_listen: str = ""
+    limits: Limits = DEFAULT_LIMITS
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
 
     @property
@@ -142,7 +144,9 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
     top = _Reader(problems, "", data)
     top.unknown(
         {"inbox", "state", "outbox", "intake", "trust", "expiry", "renewal", "metrics", "services"}
+        | {"limits"}
     )
+    limits = Limits.from_mapping(top.table_of("limits"), problems)
 
     def path(value: str) -> Path:
         return (base / value).resolve() if value else base
@@ -219,6 +223,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
         renewal_timeout_seconds=renew_timeout,
         renewal_retry_base_seconds=retry_base,
         metrics_listen=listen,
+        limits=limits,
         services=services,
     )
 

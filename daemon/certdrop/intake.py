@@ -139,7 +139,7 @@ class Intake:
                 outcome = self.on_request(file, data, claim.id)
                 self._finish(claim, outcome)
                 return outcome
-            pieces = assemble.sort_pieces(parse(data, self.passphrases))
+            pieces = assemble.sort_pieces(parse(data, self.passphrases, self.config.limits))
             with self.inventory.transaction():
                 self._take(pieces, file, work)
                 held_only = work.held and not (work.recorded or work.duplicates)
