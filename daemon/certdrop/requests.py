@@ -19,6 +19,8 @@ from certdrop.pki.chain import describe_name
 from certdrop.pki.csr import RequestFields, build_csr, generate_key
 from certdrop.statuslog import Logger, iso, utc_now
 
+# One status-log line stays readable: the CSR in the outbox holds every SAN.
+LOGGED_SANS = 100
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -80,7 +82,8 @@ def create_request(
         "csr.created",
         name=name,
         subject=describe_name(csr.subject),
-        sans=list(fields.sans),
+        sans=list(fields.sans[:LOGGED_SANS]),
+        **({"sans_total": len(fields.sans)} if len(fields.sans) > LOGGED_SANS else {}),
         key_type=info.type,
         key_bits=info.bits,
         csr=str(path),
