@@ -20,11 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from certdrop import requests
 from certdrop.files import private_dir
-from certdrop.inventory import Inventory
+from certdrop.intake import request as requests
 from certdrop.pki.csr import RequestFields, generate_key
-from certdrop.statuslog import open_log
+from certdrop.store.eventlog import open_log
+from certdrop.store.inventory import Inventory
 
 KINDS = [("RSA 2048", "rsa", 2048, 40), ("RSA 4096", "rsa", 4096, 12), ("P-256", "ec", 256, 300)]
 

@@ -20,10 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from certdrop.probe import served_fingerprint
+from certdrop.services.probe import served_fingerprint
 from common import Daemon, percentile
-from pkitools import NOW, ec_key, issue
-from services import Nginx, free_port
+from support.nginx import Nginx
+from support.pkitools import NOW, ec_key, issue
+from support.process import free_port
 
 HOST = "console.bench.test"
 

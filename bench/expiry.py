@@ -19,13 +19,15 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from certdrop import app, expiry
 from certdrop import config as configuration
-from certdrop.watch import Watch
+from certdrop.daemon import state as daemon_state
+from certdrop.daemon.worker import Worker
+from certdrop.pki import expiry
+from certdrop.renewal.expiry_check import ExpiryCheck
 
 
 def fill(config: configuration.Config, count: int, now: datetime) -> None:
-    ctx, sink = app.open_context(config)
+    ctx, sink = daemon_state.open_context(config)
     try:
         with ctx.inventory.transaction():
             for n in range(count):
@@ -52,9 +54,8 @@ def expiry_iso(moment: datetime) -> str:
 
 
 def daemon_passes(config: configuration.Config, passes: int = 3) -> list[float]:
-    daemon = app.Daemon(config)
-    daemon.ctx, sink = app.open_context(config)
-    watch = Watch(daemon)
+    ctx, sink = daemon_state.open_context(config)
+    watch = ExpiryCheck(ctx, Worker(ctx))
     times = []
     try:
         for _ in range(passes):
@@ -62,7 +63,7 @@ def daemon_passes(config: configuration.Config, passes: int = 3) -> list[float]:
             watch.check()
             times.append(time.perf_counter() - start)
     finally:
-        daemon.ctx.inventory.close()
+        ctx.inventory.close()
         sink.close()
     return times
 
@@ -100,7 +101,7 @@ def main() -> None:
                 'inbox = "inbox"\nstate = "state"\n[expiry]\nrenew_before_days = 5\n'
             )
             config = configuration.load(config_path, folder)
-            app.prepare_folders(config)
+            daemon_state.prepare_folders(config)
             fill(config, count, now)
             first, *later = daemon_passes(config)
             cli = min(cli_check(config_path) for _ in range(3))

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from common import Daemon, percentile
-from pkitools import ec_key, issue, rsa_key
+from support.pkitools import ec_key, issue, rsa_key
 
 
 def make_drops(folder: Path, count: int, start: int = 0) -> tuple[list[Path], bytes]:

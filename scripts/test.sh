@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(nginx postfix openssh-server openssh-client pebble lego certbot openssl
-              logrotate systemd shellcheck)
+              logrotate systemd shellcheck nats-server prometheus faketime)
 missing=()
 for pkg in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -29,4 +29,6 @@ python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
 .venv/bin/ruff check daemon tests bench
 .venv/bin/mypy
+# The layers stay honest: core, store, shell, daemon, cli; imports one way (.importlinter).
+(cd daemon && ../.venv/bin/lint-imports ../.importlinter)
 exec .venv/bin/python -m pytest "$@"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import grp
 import pwd
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,11 +13,11 @@ from urllib.parse import urlsplit
 
 from certdrop.errors import ConfigError
 from certdrop.limits import DEFAULT_LIMITS, Limits
+from certdrop.pki.names import name_problem
 
 ROLES = ("https", "smtp-server", "smtp-client")
 KEY_FORMATS = ("pkcs1", "pkcs8")
 PLACEHOLDERS = ("{csr}", "{name}", "{inbox}", "{outbox}")
-_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -195,7 +194,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
         if not isinstance(table, dict):
             problems.append(f"services.{name} must be a table")
             continue
-        if not _SERVICE_NAME.fullmatch(name):
+        if name_problem(name) is not None:
             problems.append(
                 f"services.{name!r}: a service name must be 1-64 letters, digits, '.', '_' "
                 "or '-', starting with a letter or digit; rename the table"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -48,6 +50,37 @@ def write_new(path: Path, data: bytes, mode: int, uid: int = -1, gid: int = -1) 
             path.unlink()
         raise
     os.close(fd)
+
+
+def publish(path: Path, data: bytes, mode: int, *, replace: bool = False) -> None:
+    """Write a new file ``path`` that appears whole or not at all.
+
+    The bytes go to an exclusive temp file in the same folder (mode set before the first
+    byte), fsynced; without ``replace`` it is then hard-linked to ``path``, which fails with
+    FileExistsError if anything is there (even a dangling symlink), so nothing is ever
+    overwritten; with ``replace`` it is renamed over ``path`` (a symlink is replaced, not
+    followed). File systems without hard links get a check, then a rename.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        write_new(tmp, data, mode)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path, follow_symlinks=False)
+            except FileExistsError:
+                raise
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+                    raise
+                if os.path.lexists(path):
+                    raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+                os.rename(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    fsync_dir(path.parent)
 
 
 def _create(path: Path, mode: int, uid: int = -1, gid: int = -1) -> int:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-import pkitools
+from support import pkitools
 
 OCTET_STRING = 0x04
 T = TypeVar("T")

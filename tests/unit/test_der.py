@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import costly
 from certdrop.pki import der
 from certdrop.pki.der import Malformed
+from support import costly
 
 
 def test_reads_a_sequence_its_integers_and_oid() -> None:

@@ -16,13 +16,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-import costly
-import pkitools
 from certdrop.errors import Rejection
 from certdrop.limits import DEFAULT_LIMITS, Limits
 from certdrop.pki import kdf
 from certdrop.pki.parse import Parsed, parse
-from openssl_ca import must, openssl
+from support import costly, pkitools
+from support.openssl_ca import must, openssl
 
 
 def refusal(data: bytes, passphrases: tuple[bytes, ...] = (), limits: Limits = DEFAULT_LIMITS) -> tuple[str, str]:

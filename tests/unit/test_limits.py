@@ -9,15 +9,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-import costly
-import pkitools
 from certdrop import config as configuration
 from certdrop.errors import ConfigError, InvalidRequest, Rejection
+from certdrop.intake.request_toml import fields_from_toml
 from certdrop.limits import DEFAULT_LIMITS, Limits
 from certdrop.pki import keys
 from certdrop.pki.csr import RequestFields, differences
 from certdrop.pki.parse import parse
-from certdrop.request_drops import fields_from_toml
+from support import costly, pkitools
 
 
 def rejected(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Rejection:

@@ -9,12 +9,10 @@ from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certdrop.errors import UserError
-
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+from certdrop.pki.keys import PrivateKey
 
 # OWASP's 2023 figure for PBKDF2-HMAC-SHA256; about 0.15 s per PKCS#12 write or read.
 P12_KDF_ROUNDS = 600_000

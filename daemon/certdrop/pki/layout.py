@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
-from certdrop.config import ServiceConfig
 from certdrop.pki import chain as chains
 from certdrop.pki import keys
 
@@ -33,6 +33,26 @@ INSTALL_ORDER = ("key_file", "combined_file", "chain_file", "cert_file")
 _PEM_CERT = re.compile(
     rb"-----BEGIN CERTIFICATE-----\s*(?P<body>[A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----"
 )
+
+
+class FileLayout(Protocol):
+    """Where a service reads its files and in which form: plain values (a
+    ``config.ServiceConfig`` is one), so the core needs no configuration module."""
+
+    @property
+    def cert_file(self) -> Path | None: ...
+    @property
+    def key_file(self) -> Path | None: ...
+    @property
+    def chain_file(self) -> Path | None: ...
+    @property
+    def combined_file(self) -> Path | None: ...
+    @property
+    def key_format(self) -> str: ...
+    @property
+    def mode(self) -> int: ...
+    @property
+    def key_mode(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +73,7 @@ class ServiceFile:
 
 
 def plan(
-    service: ServiceConfig, cert_pem: bytes, chain_pem: bytes, key_pem: bytes
+    service: FileLayout, cert_pem: bytes, chain_pem: bytes, key_pem: bytes
 ) -> tuple[ServiceFile, ...]:
     """The files ``service`` needs for a certificate, in install order.
 

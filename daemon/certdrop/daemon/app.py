@@ -1,0 +1,218 @@
+"""``certdrop run``: the daemon, composed where it starts and then run until told to stop.
+
+:func:`serve` blocks the signals the daemon handles (before any thread starts, so every
+thread inherits the mask), takes the state lock, opens the context, builds the worker and
+the written-out feature list, and only then runs. ``run`` waits for signals with sigwait,
+so no handler ever runs inside the worker's transactions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from certdrop import config as configuration
+from certdrop.daemon import watcher
+from certdrop.daemon.control import ControlServer
+from certdrop.daemon.features import Feature, features
+from certdrop.daemon.notify import notify, watchdog_interval
+from certdrop.daemon.state import Context, open_context, prepare_folders, state_lock
+from certdrop.daemon.worker import Worker
+from certdrop.errors import UserError
+from certdrop.files import remove_stale_temps
+
+# The watchdog stops pinging when one job has run longer than its own timeouts allow.
+STALL_FLOOR_SECONDS = 600.0
+HANDLED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
+
+def serve(config: configuration.Config, config_path: Path | None) -> int:
+    """Build the daemon from its parts and run it until SIGTERM or SIGINT."""
+    prepare_folders(config)
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+    with state_lock(config.state):
+        # Left by a kill -9 in the middle of a write; a reused PID would trip O_EXCL.
+        for folder in (
+            config.state,
+            config.state / "deployed",
+            config.outbox,
+            config.inbox / "rejected",
+        ):
+            remove_stale_temps(folder)
+        ctx, sink = open_context(config, echo=None)
+        try:
+            worker = Worker(ctx)
+            daemon = Daemon(ctx, worker, features(ctx, worker), config_path=config_path)
+            return daemon.run()
+        finally:
+            ctx.inventory.close()
+            sink.close()
+
+
+def stall_seconds(config: configuration.Config) -> float:
+    """How long one job may legitimately run: its renewal or reload and probe budgets."""
+    services = config.services.values()
+    deploy = sum(s.reload_timeout_seconds + s.probe_timeout_seconds for s in services)
+    return STALL_FLOOR_SECONDS + config.renewal_timeout_seconds + 2 * deploy
+
+
+class Daemon:
+    """A running ``certdrop run``: the worker, the watcher, the control socket, the
+    features, the signals and the systemd watchdog."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        worker: Worker,
+        features: Sequence[Feature],
+        *,
+        config_path: Path | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.worker = worker
+        self.features = tuple(features)
+        worker.features = self.features
+        self.config_path = config_path
+        self.observer: threading.Thread | None = None
+        self.inbox_id: tuple[int, int] | None = None  # (st_dev, st_ino) the watcher watches
+
+    @property
+    def config(self) -> configuration.Config:
+        return self.ctx.config
+
+    def run(self) -> int:
+        ctx, worker = self.ctx, self.worker
+        config = ctx.config
+        control = ControlServer(config.state / "control.sock", ctx, worker)
+        control.start()
+        worker.start()
+        worker.submit("recover", self._recover)
+        observer = self.observer = watcher.start(config.inbox, worker.submit_drop)
+        inbox_stat = os.stat(config.inbox)
+        self.inbox_id = (inbox_stat.st_dev, inbox_stat.st_ino)
+        for name in ctx.intake.pending():
+            worker.submit_found(name)
+        for feature in self.features:
+            feature.on_start()
+        # Logged once the watcher runs: a drop made after this line is never missed.
+        ctx.log.info(
+            "daemon.started",
+            inbox=str(config.inbox),
+            state=str(config.state),
+            config=config.source,
+            pid=os.getpid(),
+        )
+        notify("READY=1")
+        pinger = self._start_watchdog()
+        sig: int = signal.SIGTERM
+        try:
+            while True:
+                sig = signal.sigwait(HANDLED)
+                if sig == signal.SIGHUP:
+                    notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+                    worker.submit("reload", self._reload_then_ready)
+                    continue
+                break
+        finally:
+            notify("STOPPING=1")
+            pinger.set()
+            observer.stop()
+            for feature in self.features:
+                feature.on_stop()
+            worker.stop()
+            observer.join(timeout=5)
+            control.close()
+            ctx.log.info("daemon.stopped", signal=signal.Signals(sig).name)
+        return 0
+
+    # -- on the worker --------------------------------------------------------------
+    def _recover(self) -> None:
+        if self.ctx.intake.recover():
+            self.worker.changed()
+        for feature in self.features:
+            feature.after_recover()
+
+    def _reload(self) -> None:
+        try:
+            new = configuration.load(self.config_path, Path.cwd())
+            if (new.inbox, new.state) != (self.config.inbox, self.config.state):
+                raise UserError("inbox and state cannot change on reload; restart certdrop")
+        except UserError as exc:
+            self.ctx.log.error(
+                "daemon.reload_refused",
+                reason=str(exc),
+                detail="the previous configuration stays in force",
+            )
+            return
+        self.ctx.config = new
+        self.ctx.intake.reconfigure(new)
+        self.worker.changed()
+        self.ctx.log.info("daemon.reloaded", config=new.source, services=sorted(new.services))
+        for feature in self.features:
+            feature.after_reload()
+
+    def _reload_then_ready(self) -> None:
+        try:
+            self._reload()
+        finally:
+            notify("READY=1")  # ends systemd's "reloading", whether it took or was refused
+
+    # -- the systemd watchdog -------------------------------------------------------
+    def stall_seconds(self) -> float:
+        return stall_seconds(self.config)
+
+    def health(self) -> str | None:
+        """None while the daemon does its job; else what is wrong (the watchdog goes quiet).
+
+        A ping from a timer alone proves only that the process lives. This one vouches
+        that the worker thread runs and is not stuck in one job beyond every timeout it
+        has, and that the inbox watcher runs: otherwise drops would wait forever.
+        """
+        thread = self.worker.thread
+        if thread is None or not thread.is_alive():
+            return "the worker thread has stopped"
+        observer = self.observer
+        emitters = list(getattr(observer, "emitters", ()))
+        if observer is None or not observer.is_alive() or not all(e.is_alive() for e in emitters):
+            return "the inbox watcher has stopped"
+        if self.inbox_id is not None:
+            try:
+                st = os.stat(self.config.inbox)
+                same = (st.st_dev, st.st_ino) == self.inbox_id
+            except OSError:
+                same = False
+            if not same:
+                return f"the inbox {self.config.inbox} was removed or replaced; restart to watch it"
+        busy = self.worker.busy
+        if busy is not None and time.monotonic() - busy[1] > self.stall_seconds():
+            return f"the job {busy[0]!r} has run for {time.monotonic() - busy[1]:.0f} s"
+        return None
+
+    def _start_watchdog(self) -> threading.Event:
+        """Ping systemd every WATCHDOG_USEC / 2 while healthy; returns the stop event."""
+        stop = threading.Event()
+        interval = watchdog_interval(os.environ)
+        if interval is None:
+            return stop
+
+        def ping() -> None:
+            reported = None
+            while not stop.wait(interval):
+                problem = self.health()
+                if problem is None:
+                    notify("WATCHDOG=1")
+                elif problem != reported:
+                    self.ctx.log.error(
+                        "daemon.unhealthy",
+                        reason=problem,
+                        detail="watchdog pings stopped; systemd will restart certdrop",
+                    )
+                    notify(f"STATUS=unhealthy: {problem}")
+                reported = problem
+
+        threading.Thread(target=ping, name="certdrop-watchdog", daemon=True).start()
+        return stop

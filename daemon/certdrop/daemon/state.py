@@ -1,0 +1,67 @@
+"""The state folder: its lock, its folders, and the context a command or the daemon opens."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from certdrop import config as configuration
+from certdrop.errors import StateLocked
+from certdrop.files import private_dir, replacing
+from certdrop.intake.pipeline import Intake
+from certdrop.intake.request_toml import on_request
+from certdrop.store import context, snapshot
+from certdrop.store.eventlog import StatusLogFile, open_log
+from certdrop.store.inventory import Inventory
+
+
+@contextlib.contextmanager
+def state_lock(state: Path) -> Iterator[None]:
+    """Hold the exclusive lock on the state folder, or raise StateLocked at once."""
+    fd = os.open(state / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateLocked(f"{state} is in use by another certdrop process") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def prepare_folders(config: configuration.Config) -> None:
+    """Create the state (0700), inbox (0700: drops carry keys) and outbox (0755) folders
+    if they are missing, each with its mode from the start whatever the umask."""
+    private_dir(config.state)
+    config.inbox.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not config.outbox.is_dir():
+        config.outbox.mkdir(mode=0o755, parents=True)
+        config.outbox.chmod(0o755)  # CSRs are public; whoever sends them to the CA reads here
+
+
+def write_status_json(config: configuration.Config, inventory: Inventory) -> None:
+    """Rewrite status.json atomically, streamed (0644: no secrets; monitors read it)."""
+    with replacing(config.status_json, 0o644) as out:
+        snapshot.write_json(out, config, inventory)
+
+
+@dataclass
+class Context(context.Context):
+    """The store's context plus the intake pipeline bound to it."""
+
+    intake: Intake
+
+
+def open_context(
+    config: configuration.Config, *, echo: bool | None = False
+) -> tuple[Context, StatusLogFile]:
+    """Open the inventory and the status log; the caller holds the state lock."""
+    log, sink = open_log(config.status_log, echo=echo)
+    inventory = Inventory(config.state / "inventory.sqlite3")
+    intake = Intake(config, inventory, log)
+    intake.on_request = on_request(intake)  # NAME.request.toml drops
+    return Context(config, inventory, log, intake), sink

@@ -1,0 +1,334 @@
+"""The inventory: one SQLite database in the state folder, changed only in transactions.
+
+Keys live in this database; the state folder is 0700 and the process umask 077, so the
+database and its WAL are 0600 from their first byte.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from certdrop.store.rows import DropRow, Entry, Held, ServiceRow, Summary
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS certificates (
+    name TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('requested', 'unused', 'in_use')),
+    key_id TEXT NOT NULL,
+    key_pem BLOB NOT NULL,
+    sha256 TEXT UNIQUE,
+    cert_pem BLOB,
+    chain_pem BLOB,
+    trusted INTEGER NOT NULL DEFAULT 0,
+    subject TEXT, sans TEXT, issuer TEXT, not_before TEXT, not_after TEXT,
+    key_type TEXT, key_bits INTEGER,
+    csr_pem BLOB, request TEXT, renews TEXT,
+    created TEXT NOT NULL
+);
+-- (key_id, status): pending requests and stored keys are found by both.
+DROP INDEX IF EXISTS certificates_key;
+CREATE INDEX IF NOT EXISTS certificates_key_status ON certificates (key_id, status);
+CREATE TABLE IF NOT EXISTS held (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('certificate', 'key')),
+    key_id TEXT NOT NULL,
+    pem BLOB NOT NULL,
+    from_file TEXT NOT NULL,
+    since TEXT NOT NULL,
+    UNIQUE (kind, key_id)
+);
+CREATE TABLE IF NOT EXISTS pool (
+    sha256 TEXT PRIMARY KEY,
+    pem BLOB NOT NULL,
+    subject TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drops (
+    claim TEXT PRIMARY KEY,
+    file TEXT NOT NULL,
+    result TEXT NOT NULL,
+    code TEXT, reason TEXT,
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS services (
+    name TEXT PRIMARY KEY,
+    desired TEXT,
+    deployed_sha256 TEXT,
+    state TEXT NOT NULL DEFAULT 'pending',
+    detail TEXT NOT NULL DEFAULT '',
+    updated TEXT
+);
+CREATE TABLE IF NOT EXISTS warnings (
+    sha256 TEXT NOT NULL,
+    threshold TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (sha256, threshold)
+);
+CREATE TABLE IF NOT EXISTS renewals (
+    cert TEXT PRIMARY KEY,
+    request TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt TEXT,
+    started TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+_ENTRY_COLUMNS = (
+    "name, status, key_id, sha256, cert_pem, chain_pem, trusted, subject, sans, issuer, "
+    "not_before, not_after, key_type, key_bits, request, renews, created"
+)
+
+
+class Inventory:
+    """Typed access to the state database. Not thread-safe: one owner thread at a time."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        if readonly:
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        else:
+            # Created 0600 here whatever the umask: SQLite would make it 0644 & ~umask, and
+            # it gives the -wal and -shm files the database file's mode.
+            if str(path) != ":memory:":
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+            # One owner at a time (start-up, then the worker), so crossing threads is safe.
+            self.db = sqlite3.connect(
+                path, timeout=10, isolation_level=None, check_same_thread=False
+            )
+            # WAL + NORMAL: a commit survives kill -9 (the WAL is in the page cache);
+            # only a power cut can lose the last commits, never corrupt the database.
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        self.db.row_factory = sqlite3.Row
+
+    @classmethod
+    def empty(cls) -> Inventory:
+        """An in-memory inventory with the schema and nothing in it."""
+        return cls(Path(":memory:"))
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- certificates ---------------------------------------------------------------
+    def _select(self, where: str, params: tuple[str, ...] = ()) -> list[Entry]:
+        # Only this module's constant clauses reach the f-string; values are bound.
+        sql = f"SELECT {_ENTRY_COLUMNS} FROM certificates {where}"  # noqa: S608
+        return [Entry.from_row(r) for r in self.db.execute(sql, params)]
+
+    def entries(self) -> list[Entry]:
+        return self._select("ORDER BY name")
+
+    def summaries(self) -> Iterator[Summary]:
+        """The columns status shows, without certificate bytes, row by row: cheap at
+        100,000 rows. Finish the iteration before changing the inventory."""
+        rows = self.db.execute(
+            "SELECT name, status, subject, sans, issuer, not_before, not_after, sha256, "
+            "key_type, key_bits, trusted, renews FROM certificates ORDER BY name"
+        )
+        return (Summary.from_row(r) for r in rows)
+
+    def entry(self, name: str) -> Entry | None:
+        found = self._select("WHERE name = ?", (name,))
+        return found[0] if found else None
+
+    def entry_by_sha256(self, sha256: str) -> Entry | None:
+        found = self._select("WHERE sha256 = ?", (sha256,))
+        return found[0] if found else None
+
+    def request_for_key(self, key_id: str) -> Entry | None:
+        found = self._select(
+            "WHERE key_id = ? AND status = 'requested' ORDER BY created", (key_id,)
+        )
+        return found[0] if found else None
+
+    def key_pem(self, name: str) -> bytes | None:
+        row = self.db.execute("SELECT key_pem FROM certificates WHERE name = ?", (name,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def key_pem_for(self, key_id: str) -> bytes | None:
+        """A stored key with this id (from any entry), so a re-issued certificate finds it."""
+        row = self.db.execute(
+            "SELECT key_pem FROM certificates WHERE key_id = ? LIMIT 1", (key_id,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def free_name(self, wanted: str) -> str:
+        """``wanted`` if unused, else ``wanted-2``, ``wanted-3``, ..."""
+        taken = "SELECT 1 FROM certificates WHERE name = ?"
+        # Primary-key probes only: a LIKE scan would grow with the inventory.
+        if self.db.execute(taken, (wanted,)).fetchone() is None:
+            return wanted
+        n = 2
+        while self.db.execute(taken, (f"{wanted}-{n}",)).fetchone() is not None:
+            n += 1
+        return f"{wanted}-{n}"
+
+    def put_entry(self, values: dict[str, Any]) -> None:
+        """Insert or replace a certificate row; ``values`` holds column -> value."""
+        values = dict(values)
+        if isinstance(values.get("sans"), list):
+            values["sans"] = json.dumps(values["sans"])
+        if isinstance(values.get("request"), dict):
+            values["request"] = json.dumps(values["request"], sort_keys=True)
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        self.db.execute(
+            f"INSERT OR REPLACE INTO certificates ({columns}) VALUES ({marks})",  # noqa: S608 - column names are ours
+            tuple(values.values()),
+        )
+
+    def set_status(self, name: str, status: str) -> None:
+        self.db.execute("UPDATE certificates SET status = ? WHERE name = ?", (status, name))
+
+    def names_covering(self, parent: str, now_iso: str) -> list[str]:
+        """Trusted, unexpired entries whose SAN text mentions ``parent`` (a coarse filter
+        for auto-assignment; the exact check is on the parsed certificate)."""
+        rows = self.db.execute(
+            "SELECT name FROM certificates WHERE trusted = 1 AND cert_pem IS NOT NULL "
+            "AND status IN ('unused', 'in_use') AND not_after > ? AND instr(lower(sans), ?) > 0",
+            (now_iso, parent),
+        )
+        return [str(r[0]) for r in rows.fetchall()]
+
+    # -- held pieces and the intermediate pool --------------------------------------
+    def held(self) -> list[Held]:
+        rows = self.db.execute("SELECT id, kind, key_id, from_file, since FROM held ORDER BY id")
+        return [Held.from_row(r) for r in rows]
+
+    def take_held(self, kind: str, key_id: str) -> Held | None:
+        """The held piece of ``kind`` for ``key_id``; removed when the transaction commits."""
+        row = self.db.execute(
+            "SELECT id, kind, key_id, pem, from_file, since FROM held "
+            "WHERE kind = ? AND key_id = ?",
+            (kind, key_id),
+        ).fetchone()
+        if row is None:
+            return None
+        self.db.execute("DELETE FROM held WHERE id = ?", (row["id"],))
+        return Held.from_row(row)
+
+    def hold(self, kind: str, key_id: str, pem: bytes, from_file: str, since: str) -> bool:
+        """Hold a piece; False when the same piece is already held."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO held (kind, key_id, pem, from_file, since) VALUES (?,?,?,?,?)",
+            (kind, key_id, pem, from_file, since),
+        )
+        return cursor.rowcount == 1
+
+    def pool(self) -> list[bytes]:
+        return [bytes(r[0]) for r in self.db.execute("SELECT pem FROM pool")]
+
+    def add_to_pool(self, sha256: str, pem: bytes, subject: str) -> bool:
+        """Add an issuing certificate to the pool; False when it was already there."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO pool (sha256, pem, subject) VALUES (?, ?, ?)",
+            (sha256, pem, subject),
+        )
+        return cursor.rowcount == 1
+
+    # -- services (desired vs deployed) ---------------------------------------------
+    def service(self, name: str) -> ServiceRow | None:
+        """The service's row (desired, deployed_sha256, state, detail, updated), or None."""
+        row = self.db.execute(
+            "SELECT name, desired, deployed_sha256, state, detail, updated FROM services "
+            "WHERE name = ?",
+            (name,),
+        ).fetchone()
+        return None if row is None else ServiceRow.from_row(row)
+
+    def services(self) -> dict[str, ServiceRow]:
+        """Every service row, by name (configured or not)."""
+        rows = self.db.execute(
+            "SELECT name, desired, deployed_sha256, state, detail, updated FROM services"
+        )
+        return {r["name"]: ServiceRow.from_row(r) for r in rows}
+
+    def set_desired(self, name: str, desired: str, detail: str, at: str) -> None:
+        """Record the certificate ``name`` should have; it stays pending until proven."""
+        self.db.execute(
+            "INSERT INTO services (name, desired, state, detail, updated) "
+            "VALUES (?, ?, 'pending', ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "desired = excluded.desired, state = 'pending', detail = excluded.detail, "
+            "updated = excluded.updated",
+            (name, desired, detail, at),
+        )
+
+    def set_service_state(
+        self, name: str, state: str, detail: str, at: str, deployed_sha256: str | None = None
+    ) -> None:
+        """Set a service's state; ``deployed_sha256`` (when given) is what it proved to serve."""
+        self.db.execute(
+            "INSERT INTO services (name, deployed_sha256, state, detail, updated) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "deployed_sha256 = coalesce(excluded.deployed_sha256, deployed_sha256), "
+            "state = excluded.state, detail = excluded.detail, updated = excluded.updated",
+            (name, deployed_sha256, state, detail, at),
+        )
+
+    def sync_usage(self, services: set[str]) -> list[tuple[str, str]]:
+        """Make ``in_use`` exactly the entries some of ``services`` want; (name, status) changed."""
+        wanted = {
+            r["desired"]
+            for r in self.db.execute("SELECT name, desired FROM services WHERE desired IS NOT NULL")
+            if r["name"] in services
+        }
+        changed = []
+        in_use = {
+            r[0] for r in self.db.execute("SELECT name FROM certificates WHERE status = 'in_use'")
+        }
+        for name in sorted(in_use - wanted):
+            self.set_status(name, "unused")
+            changed.append((name, "unused"))
+        for name in sorted(wanted - in_use):
+            cursor = self.db.execute(
+                "UPDATE certificates SET status = 'in_use' WHERE name = ? AND status = 'unused'",
+                (name,),
+            )
+            if cursor.rowcount:
+                changed.append((name, "in_use"))
+        return changed
+
+    # -- drops ----------------------------------------------------------------------
+    def drop_result(self, claim: str) -> DropRow | None:
+        row = self.db.execute(
+            "SELECT claim, file, result, code, reason, at FROM drops WHERE claim = ?", (claim,)
+        ).fetchone()
+        return None if row is None else DropRow.from_row(row)
+
+    def record_drop(
+        self, claim: str, file: str, result: str, at: str, code: str = "", reason: str = ""
+    ) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO drops (claim, file, result, code, reason, at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (claim, file, result, code or None, reason or None, at),
+        )
+
+    def drop_counts(self) -> dict[str, int]:
+        """How many drops ended in each result (accepted, held, rejected), ever."""
+        rows = self.db.execute("SELECT result, COUNT(*) FROM drops GROUP BY result")
+        return {str(result): int(count) for result, count in rows}
+
+    def integrity_ok(self) -> bool:
+        return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+
