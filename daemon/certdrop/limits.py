@@ -30,6 +30,10 @@ class Limits:
     max_sans: int = 5000
     max_rsa_bits: int = 8192
     max_rsa_exponent_bits: int = 64
+    # The child process that opens each drop: CPU seconds (and as many wall seconds) and
+    # address space. Only what the checks above cannot see ever comes near them.
+    open_seconds: int = 10
+    open_memory_mib: int = 512
 
     @property
     def max_scrypt_memory_bytes(self) -> int:

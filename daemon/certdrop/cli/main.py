@@ -7,6 +7,7 @@ also 2 for expired certificates or overdue renewals.
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from certdrop import config as configuration
 from certdrop.cli import assign, check, csr, export, run, status
 from certdrop.cli.common import Handler, Parser, Subparsers
 from certdrop.errors import UserError
+from certdrop.faults import describe, storage_fault
 
 # Every sub-command, in the order `certdrop --help` lists them.
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
@@ -52,6 +54,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(config, args)
     except UserError as exc:
         print(f"certdrop: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, sqlite3.Error) as exc:
+        fault = storage_fault(exc)
+        if fault is None:
+            raise
+        print(
+            f"certdrop: cannot use {fault.path}: {describe(fault.errno)}; free space or "
+            "make the file system writable, then run the command again",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 130

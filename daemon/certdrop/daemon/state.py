@@ -54,6 +54,7 @@ class Context(context.Context):
     """The store's context plus the intake pipeline bound to it."""
 
     intake: Intake
+    sink: StatusLogFile | None = None  # the status log's file, for degraded mode
 
 
 def open_context(
@@ -64,4 +65,4 @@ def open_context(
     inventory = Inventory(config.state / "inventory.sqlite3")
     intake = Intake(config, inventory, log)
     intake.on_request = on_request(intake)  # NAME.request.toml drops
-    return Context(config, inventory, log, intake), sink
+    return Context(config, inventory, log, intake, sink), sink

@@ -7,6 +7,8 @@ result is committed, so a crash at any point is finished by :meth:`Intake.recove
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -17,19 +19,27 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from certdrop import config as configuration
 from certdrop.clock import iso, utc_now
 from certdrop.errors import InvalidRequest, Rejection
+from certdrop.faults import StorageFault, storage_fault
 from certdrop.intake.inbox import Claim, Inbox, display_name
+from certdrop.intake.opener import Opener
+from certdrop.intake.pool import PoolCache
+from certdrop.intake.results import Results
 from certdrop.intake.work import Outcome, Work, load_anchors
 from certdrop.pki import assemble, keys, pairing
 from certdrop.pki import chain as chains
 from certdrop.pki.csr import fields_of
 from certdrop.pki.fields import RequestFields
 from certdrop.pki.names import entry_name
-from certdrop.pki.parse import parse
+from certdrop.pki.parse import Parsed, derives_keys, parse, summary
+from certdrop.pki.pool import Both, Pool
 from certdrop.store.eventlog import Logger
 from certdrop.store.inventory import Inventory
 from certdrop.store.rows import Entry
 
 REQUEST_SUFFIX = ".request.toml"
+# A drop is started by at most this many daemon runs: one that died with it, then one
+# more in the bounded child; a third start rejects it (a poison drop).
+MAX_RUNS = 2
 
 
 class Intake:
@@ -49,7 +59,14 @@ class Intake:
         self.clock = clock
         self.on_request = on_request
         self.reconfigure(config)
-        self._pool: list[x509.Certificate] | None = None
+        self.pool = PoolCache(inventory)
+        self.results = Results(log, clock)
+        self.opener = Opener()
+        self.run_id = secrets.token_hex(8)  # tells this daemon run's attempts from a dead one's
+
+    def close(self) -> None:
+        """End the child process that opens drops (started on first use)."""
+        self.opener.close()
 
     def reconfigure(self, config: configuration.Config) -> None:
         self.config = config
@@ -64,54 +81,111 @@ class Intake:
         return self.files.pending()
 
     def recover(self) -> list[Outcome]:
-        """Finish every drop that was claimed but whose claim was not cleaned up."""
+        """Finish every drop that was claimed but whose claim was not cleaned up: after
+        a crash, and after a storage fault (then again at every retry until it clears)."""
         outcomes = []
-        for claim in self.files.leftovers():
-            self.files.forget_twin(claim)
-            done = self.inventory.drop_result(claim.id)
-            if done is not None:
-                outcome = Outcome(done.file, done.result, [], done.code or "", done.reason or "")
-                self._finish(claim, outcome)
+        claims = self.files.leftovers()
+        try:
+            while claims:
+                claim = claims[0]
+                self.files.forget_twin(claim)
+                done = self.inventory.drop_result(claim.id)
+                if done is not None:
+                    outcome = Outcome(
+                        done.file, done.result, [], done.code or "", done.reason or ""
+                    )
+                    self.results.finish(self.files, claim, outcome)
+                else:
+                    outcome = self._process_claimed(claim)
                 outcomes.append(outcome)
-            else:
-                outcomes.append(self._process_claimed(claim))
+                claims.pop(0)
+        except BaseException as exc:  # noqa: BLE001 - re-raised, as a fault if it is one
+            for claim in claims:
+                claim.close()
+            raise self._fault(exc) or exc from None
         return outcomes
 
     def process(self, name: str) -> Outcome | None:
         """Claim and process ``inbox/name``; None when it is gone (already handled)."""
-        claim = self.files.claim(name)
+        try:
+            claim = self.files.claim(name)
+        except OSError as exc:
+            raise self._fault(exc) or exc from None
         return None if claim is None else self._process_claimed(claim)
+
+    def _fault(self, exc: BaseException) -> StorageFault | None:
+        """The storage fault behind ``exc``, naming a path a person can look at."""
+        fault = storage_fault(exc, str(self.inventory.path))
+        if fault is not None and not os.path.isabs(fault.path):
+            fault = StorageFault(os.path.join(self.inbox, fault.path), fault.errno, fault.detail)
+        return fault
+
+    def _open(self, data: bytes, *, isolated: bool) -> Parsed:
+        """Parse in this process, or in the bounded child when a key derivation may run
+        (or when a dead daemon run was processing this very drop)."""
+        limits = self.config.limits
+        if isolated or derives_keys(data):
+            return self.opener.open(data, self.passphrases, limits)
+        return parse(data, self.passphrases, limits)
 
     # -- one drop -------------------------------------------------------------------
     def _process_claimed(self, claim: Claim) -> Outcome:
+        try:
+            return self._process(claim)
+        except BaseException as exc:  # noqa: BLE001 - re-raised, as a fault if it is one
+            # A storage fault leaves the drop claimed for the retry; anything else was
+            # already turned into this drop's final result.
+            claim.close()
+            raise self._fault(exc) or exc from None
+
+    def _process(self, claim: Claim) -> Outcome:
         file = display_name(claim.name)
         work = Work()
         try:
-            data = self.files.read(claim)
-            if file.endswith(REQUEST_SUFFIX) and self.on_request is not None:
-                outcome = self.on_request(file, data, claim.id)
-                self._finish(claim, outcome)
-                return outcome
-            pieces = assemble.sort_pieces(parse(data, self.passphrases, self.config.limits))
-            with self.inventory.transaction():
-                self._take(pieces, file, work)
-                held_only = work.held and not (work.recorded or work.duplicates)
-                result = "held" if held_only else "accepted"
-                self.inventory.record_drop(claim.id, file, result, iso(self.clock()))
+            try:
+                data = self.files.read(claim)
+                seen = summary(data)
+                runs = self.inventory.begin_attempt(
+                    claim.id, file, seen, self.run_id, iso(self.clock())
+                )
+                if runs > MAX_RUNS:
+                    raise Rejection(
+                        "processing_failed",
+                        f"certdrop stopped {runs - 1} times while processing this file "
+                        f"({seen}), so it is not tried again and nothing of it was imported. "
+                        "Check the file; if it is valid, report this with the status log",
+                    )
+                if file.endswith(REQUEST_SUFFIX) and self.on_request is not None:
+                    outcome = self.on_request(file, data, claim.id)
+                    self.results.finish(self.files, claim, outcome)
+                    return outcome
+                pieces = assemble.sort_pieces(self._open(data, isolated=runs > 1))
+                try:
+                    with self.inventory.transaction():
+                        self._take(pieces, file, work)
+                        held_only = work.held and not (work.recorded or work.duplicates)
+                        result = "held" if held_only else "accepted"
+                        self.inventory.record_drop(claim.id, file, result, iso(self.clock()))
+                finally:
+                    self.pool.settle()
+            except (Rejection, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # every drop gets a final result
+                if self._fault(exc) is not None:
+                    raise
+                raise self.results.failure(file, exc) from None
         except Rejection as rejection:
             outcome = Outcome(file, "rejected", code=rejection.code, reason=rejection.reason)
             with self.inventory.transaction():
                 self.inventory.record_drop(
                     claim.id, file, "rejected", iso(self.clock()), rejection.code, rejection.reason
                 )
-            self._finish(claim, outcome)
+            self.results.finish(self.files, claim, outcome)
             return outcome
-        if work.intermediates:
-            self._pool = None  # the pool grew: reload it from the committed state
         for level, event, fields in work.events:
             getattr(self.log, level)(event, **fields)
         outcome = Outcome(file, result, work.recorded)
-        self._finish(claim, outcome, work)
+        self.results.finish(self.files, claim, outcome, work)
         return outcome
 
     def _take(self, pieces: assemble.Pieces, file: str, work: Work) -> None:
@@ -120,7 +194,7 @@ class Intake:
         assemble.check_single_pair(pieces)
         for each in pieces.keys:
             assemble.check_key(each)
-        candidates = [*pieces.authorities, *self.pool()]
+        candidates = Both(Pool(pieces.authorities), self.pool)
         chained = []
         for leaf in pieces.leaves:
             chain = assemble.check_certificate(leaf, candidates, self.anchors, now)
@@ -131,7 +205,8 @@ class Intake:
                 assemble.check_possession(leaf, key)
 
         for authority in pieces.authorities:
-            self._add_to_pool(authority, work)
+            if self.pool.add(authority):
+                work.intermediates += 1
         for (leaf, key, kid), chain in zip(plan.leaves, chained, strict=True):
             self._take_certificate(leaf, chain, key, kid, file, work)
         for loose, kid in plan.loose_keys:
@@ -203,7 +278,8 @@ class Intake:
             assert held is not None
             certs = chains.from_pem(held.pem)
             leaf = certs[0]
-            chain = assemble.check_certificate(leaf, [*certs[1:], *self.pool()], self.anchors, now)
+            candidates = Both(Pool(certs[1:]), self.pool)
+            chain = assemble.check_certificate(leaf, candidates, self.anchors, now)
             assemble.check_possession(leaf, key)
             self._record(
                 leaf, chain, keys.to_pem(key), kid, entry_name(held.from_file), file, work, None
@@ -343,56 +419,3 @@ class Intake:
                 detail=f"{wanted} is taken; recorded as {name}",
             )
         return name
-
-    def pool(self) -> list[x509.Certificate]:
-        if self._pool is None:
-            self._pool = [c for pem in self.inventory.pool() for c in chains.from_pem(pem)]
-        return self._pool
-
-    def _add_to_pool(self, cert: x509.Certificate, work: Work) -> None:
-        # Most drops carry the same intermediates again: the in-memory pool answers that
-        # (Certificate equality is DER equality) without touching SQLite.
-        if cert in self.pool():
-            return
-        if self.inventory.add_to_pool(
-            chains.fingerprint(cert), chains.to_pem([cert]), chains.describe_name(cert.subject)
-        ):
-            work.intermediates += 1
-
-    # -- results --------------------------------------------------------------------
-    def _finish(self, claim: Claim, outcome: Outcome, work: Work | None = None) -> None:
-        """Log the drop's one final event and clear the claim (the result is committed).
-
-        The event comes before the claim is cleared: a kill -9 in between repeats it at
-        recovery (same file, same result) instead of losing it.
-        """
-        if outcome.result == "rejected":
-            reason = {
-                "file": outcome.file,
-                "code": outcome.code,
-                "reason": outcome.reason,
-                "at": iso(self.clock()),
-            }
-            self.files.reject(
-                claim,
-                reason,
-                announce=lambda: self.log.warning(
-                    "drop.rejected", file=outcome.file, code=outcome.code, reason=outcome.reason
-                ),
-            )
-            return
-        if outcome.result == "held":
-            self.log.info("drop.held", file=outcome.file, held=work.held if work else [])
-        else:
-            extra: dict[str, Any] = {}
-            if work is not None:
-                extra = {
-                    "held": work.held,
-                    "duplicate_of": work.duplicates,
-                    "intermediates": work.intermediates,
-                }
-                extra = {k: v for k, v in extra.items() if v}
-            self.log.info(
-                "drop.accepted", file=outcome.file, certificates=outcome.recorded, **extra
-            )
-        self.files.remove(claim)

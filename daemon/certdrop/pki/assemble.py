@@ -16,6 +16,7 @@ from certdrop.pki import chain as chains
 from certdrop.pki import keys
 from certdrop.pki.keys import PrivateKey
 from certdrop.pki.parse import Parsed
+from certdrop.pki.pool import Issuers
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def check_key(key: keys.PrivateKey) -> None:
 
 def check_certificate(
     leaf: x509.Certificate,
-    candidates: Iterable[x509.Certificate],
+    candidates: Iterable[x509.Certificate] | Issuers,
     anchors: chains.Anchors,
     now: datetime,
 ) -> chains.Chain:

@@ -81,6 +81,36 @@ def parse(
     return parsed
 
 
+def derives_keys(data: bytes) -> bool:
+    """True when parsing ``data`` may run a key derivation (a passphrase try): it is, or
+    holds, a PKCS#12 file or an encrypted key. Exactly the inputs for which :func:`parse`
+    calls a loader with a password; the shell opens those in a bounded child process."""
+    if b"-----BEGIN " in data:
+        return b"ENCRYPTED" in data
+    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    if body[:1] != b"\x30" or len(body) < 8:
+        return False
+    return _looks_like_pkcs12(body) or _encrypted_pkcs8(body) is not None
+
+
+def summary(data: bytes) -> str:
+    """What a drop looks like, for a person, without parsing it: "PEM: 2 blocks
+    (CERTIFICATE, PRIVATE KEY), 3112 bytes". Names no secret."""
+    size = f"{len(data)} bytes"
+    if b"-----BEGIN " in data:
+        labels = [m.group(1).decode("ascii") for m in _BEGIN.finditer(data)]
+        kinds = ", ".join(dict.fromkeys(labels[:20]))
+        return f"PEM: {len(labels)} blocks ({kinds}), {size}"
+    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    if body[:1] == b"\x30" and len(body) >= 8:
+        if _looks_like_pkcs12(body):
+            return f"PKCS#12, {size}"
+        if _encrypted_pkcs8(body) is not None:
+            return f"an encrypted PKCS#8 key, {size}"
+        return f"DER, {size}"
+    return f"not PEM or DER, {size}"
+
+
 def _check_fields(
     item: x509.Certificate | x509.CertificateSigningRequest, limits: Limits
 ) -> None:
