@@ -28,6 +28,7 @@ from certdrop.faults import StorageFault, storage_fault
 
 if TYPE_CHECKING:
     from certdrop.daemon.features import Feature
+    from certdrop.intake.work import Outcome
 
 SNAPSHOT_MAX_DELAY = 2.0  # seconds a burst may defer the status.json rewrite
 # A file the start-up scan finds may still be written (no daemon saw it open): it waits
@@ -50,6 +51,7 @@ class Worker:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        ctx.intake.later = self.resume_drop
         self.features: Sequence[Feature] = ()
         self.queue: queue.Queue[Job | None] = queue.Queue()
         self.stopping = threading.Event()
@@ -212,7 +214,13 @@ class Worker:
     def _drop(self, name: str) -> None:
         with self._pending_lock:
             self._pending.discard(name)
-        outcome = self.ctx.intake.process(name)
+        self._after_drop(self.ctx.intake.process(name))
+
+    def resume_drop(self, file: str, step: Callable[[], Outcome | None]) -> None:
+        """Any thread: continue a drop on the worker (its opening in the child is done)."""
+        self.queue.put(Job("drop", lambda: self._after_drop(step()), file=file))
+
+    def _after_drop(self, outcome: Outcome | None) -> None:
         if outcome is not None:
             self.changed()
             for feature in self.features:

@@ -7,8 +7,9 @@ child, started on first use, opens every drop under ``limits.open_seconds`` of C
 (RLIMIT_CPU, raised per drop), the same in wall-clock time (the parent's timeout), and
 ``limits.open_memory_mib`` of address space (RLIMIT_AS). A drop that hits a bound, or
 that crashes the child, is rejected ``processing_failed``; the child is replaced for the
-next one. The worker thread waits on a pipe meanwhile, so the watchdog, the control
-socket and the daemon's signals stay responsive.
+next one. In the daemon the worker does not wait for it: :meth:`Opener.open_later` queues
+the drop for the opener's own thread and calls back with the result, so other drops, the
+control socket's commands and the watchdog carry on meanwhile.
 
 The wire format is JSON lines (base64 bytes), not pickle: the parent never runs what a
 child compromised by a hostile file might send. Keys cross the pipe unencrypted, between
@@ -23,14 +24,16 @@ import dataclasses
 import json
 import math
 import os
+import queue
 import resource
 import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +68,52 @@ class Opener:
         self._child: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize[Any, Opener] | None = None
         self.started = 0  # children started (a test and the bench read it)
+        self._lock = threading.Lock()  # one request at a time on the child's pipes
+        self._requests: queue.Queue[_Request | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+
+    def open_later(
+        self,
+        data: bytes,
+        passphrases: Sequence[bytes],
+        limits: Limits,
+        done: Callable[[Parsed | Rejection], None],
+    ) -> None:
+        """Open in the child from the opener's thread; ``done(result)`` is called there."""
+        with self._lock:
+            if self._thread is None:
+                self._closing = False
+                self._thread = threading.Thread(
+                    target=self._serve, name="certdrop-opener", daemon=True
+                )
+                self._thread.start()
+        self._requests.put((data, tuple(passphrases), limits, done))
+
+    def _serve(self) -> None:
+        while True:
+            request = self._requests.get()
+            if request is None:
+                return
+            data, passphrases, limits, done = request
+            result: Parsed | Rejection
+            try:
+                result = self.open(data, passphrases, limits)
+            except Rejection as rejection:
+                result = rejection
+            except Exception as exc:  # noqa: BLE001 - this thread must outlive any drop
+                result = Rejection(
+                    "processing_failed",
+                    f"opening the file failed ({type(exc).__name__}); it was not imported",
+                )
+            if not self._closing:  # a result cut short by close() is no result
+                done(result)
 
     def open(self, data: bytes, passphrases: Sequence[bytes], limits: Limits) -> Parsed:
+        with self._lock:
+            return self._open(data, passphrases, limits)
+
+    def _open(self, data: bytes, passphrases: Sequence[bytes], limits: Limits) -> Parsed:
         child = self._running(limits)
         request = {
             "data": _b64(data),
@@ -79,7 +126,7 @@ class Opener:
             child.stdin.flush()
             line = self._reply(child, limits.open_seconds + _WALL_MARGIN)
         except (OSError, TimeoutError) as exc:
-            self.close()
+            self._kill()
             raise _failed(exc, limits) from None
         try:
             reply = json.loads(line)
@@ -87,7 +134,7 @@ class Opener:
         except Rejection:
             raise
         except (ValueError, TypeError, KeyError) as exc:
-            self.close()
+            self._kill()
             raise Rejection(
                 "processing_failed",
                 "opening the file in its sandbox gave an unreadable answer "
@@ -98,7 +145,7 @@ class Opener:
     def _running(self, limits: Limits) -> subprocess.Popen[bytes]:
         if self._child is not None and self._child.poll() is None:
             return self._child
-        self.close()
+        self._kill()
         root = str(Path(certdrop.__file__).resolve().parent.parent)
         code = (
             f"import sys; sys.path.insert(0, {root!r}); "
@@ -139,11 +186,31 @@ class Opener:
                 return b"".join(chunks)
 
     def close(self) -> None:
-        """End the child (by its PID) and forget it; the next open starts a new one."""
+        """End the opener's thread and the child (by its PID); queued drops get no
+        result (they stay claimed for the next start). The next open starts afresh."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._closing = True
+            self._requests.put(None)
+            child = self._child
+            if child is not None and child.poll() is None:
+                # A drop under way ends now, not at its time limit: its read sees EOF.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGKILL)
+            thread.join()
+            while not self._requests.empty():
+                self._requests.get_nowait()
+        with self._lock:
+            self._kill()
+
+    def _kill(self) -> None:
         if self._finalizer is not None:
             self._finalizer()
             self._finalizer = None
         self._child = None
+
+
+_Request = tuple[bytes, tuple[bytes, ...], Limits, Callable[[Parsed | Rejection], None]]
 
 
 def _end(child: subprocess.Popen[bytes]) -> None:
