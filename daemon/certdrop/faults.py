@@ -39,19 +39,22 @@ def describe(error: int) -> str:
     return f"{errno.errorcode.get(error, error)} ({os.strerror(error)})"
 
 
-def storage_fault(exc: BaseException, where: str = "", _depth: int = 0) -> StorageFault | None:
-    """The StorageFault ``exc`` is (or wraps), else None. ``where`` names the path when
-    the error itself does not (SQLite's never does)."""
+def storage_fault(
+    exc: BaseException, where: str = "", database: str = "", _depth: int = 0
+) -> StorageFault | None:
+    """The StorageFault ``exc`` is (or wraps), else None. An OSError without a file name
+    is taken to be about ``where``; SQLite's errors (which name no file) about
+    ``database``."""
     if isinstance(exc, StorageFault):
         return exc
     if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
         path = exc.filename if isinstance(exc.filename, str) else where
-        return StorageFault(path or where or "?", exc.errno, exc.strerror or "")
+        return StorageFault(path or "?", exc.errno, exc.strerror or "")
     if isinstance(exc, sqlite3.DatabaseError):
         code = getattr(exc, "sqlite_errorcode", None)
         if isinstance(code, int) and code & 0xFF in _SQLITE:
-            return StorageFault(where or "the inventory", _SQLITE[code & 0xFF], str(exc))
+            return StorageFault(database or "the inventory", _SQLITE[code & 0xFF], str(exc))
     cause = exc.__cause__ or exc.__context__
     if cause is not None and cause is not exc and _depth < 4:
-        return storage_fault(cause, where, _depth + 1)
+        return storage_fault(cause, where, database, _depth + 1)
     return None

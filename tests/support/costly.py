@@ -268,3 +268,56 @@ def cpu_bounded(fn: Callable[[], T], cpu_seconds: int = 3) -> T:
     if not ok:
         raise AssertionError(f"the child raised {value}")
     return value  # type: ignore[no-any-return]
+
+
+# -- the catalogue a real daemon is tried with ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Costly:
+    """One hostile drop: its file name, bytes, and the code it must be refused with."""
+
+    name: str
+    data: bytes
+    code: str
+    what: str
+
+
+def catalogue() -> list[Costly]:
+    """Every costly or absurd drop of issue 11, made cheaply (nothing derived)."""
+    pkcs8 = encrypted_pkcs8(b"secret", slot=7)
+    huge = absurd_rsa(16384, (1 << 16383) + 1)
+    huge_drop = certificate_for(huge).public_bytes(serialization.Encoding.PEM) + huge.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    root = pkitools.issue("Many Root", pkitools.ec_key(70), ca=True)
+    ca_key = pkitools.ec_key(71)
+    many = b"".join(
+        pkitools.issue(f"Many CA {i}", ca_key, root, ca=True).pem for i in range(888)
+    )
+    sans = pkitools.issue(
+        "sans.example.test", pkitools.rsa_key(8), sans=[f"h{i}.example.test" for i in range(6000)]
+    )
+    request_sans = ", ".join(f"'h{i}.example.com'" for i in range(100_000))
+    return [
+        Costly("mac.p12", with_mac_iterations(pkcs12_file(b""), 10**8), "kdf_too_costly",
+               "PKCS#12, MAC iterations 10^8"),
+        Costly("bag.p12", with_bag_iterations(pkcs12_file(b"pw", slot=1), 10**8),
+               "kdf_too_costly", "PKCS#12, shrouded key bag PBKDF2 10^8"),
+        Costly("pbkdf2.key", to_pem(with_pbkdf2_iterations(pkcs8, 10**8), "ENCRYPTED PRIVATE KEY"),
+               "kdf_too_costly", "PKCS#8, PBKDF2 10^8"),
+        Costly("scrypt-n.key", to_pem(with_scrypt(pkcs8, 2**24, 8, 1), "ENCRYPTED PRIVATE KEY"),
+               "kdf_too_costly", "PKCS#8, scrypt N=2^24 (16 GiB)"),
+        Costly("scrypt-p.key", to_pem(with_scrypt(pkcs8, 2**14, 8, 4000), "ENCRYPTED PRIVATE KEY"),
+               "kdf_too_costly", "PKCS#8, scrypt p=4000"),
+        Costly("huge.pem", huge_drop, "key_too_large", "RSA 16384 bits, 16384-bit exponent"),
+        Costly("many-cas.pem", many, "too_many_certificates", "888 CA certificates"),
+        Costly("many-sans.pem", sans.pem + sans.key_pem(), "too_many_sans",
+               "a certificate with 6000 SANs"),
+        Costly("sans.request.toml", f"cn = 'x.example.com'\nsans = [{request_sans}]\n".encode(),
+               "invalid_request", "a request with 100,000 SANs"),
+        Costly("deep.request.toml", b"cn = 'x.example.com'\nsans = " + b"[" * 50_000 + b"]" * 50_000,
+               "invalid_request", "a request nested 50,000 deep"),
+    ]

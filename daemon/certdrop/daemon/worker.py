@@ -171,7 +171,8 @@ class Worker:
 
     def _failed(self, job: Job, exc: Exception) -> str:
         """What a job's caller is told; a storage fault degrades, a bug is logged."""
-        fault = storage_fault(exc, str(self.ctx.config.state))
+        state = self.ctx.config.state
+        fault = storage_fault(exc, str(state), str(state / "inventory.sqlite3"))
         if fault is not None:
             self.degraded.report(fault)
             return (

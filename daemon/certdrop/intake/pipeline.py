@@ -121,7 +121,7 @@ class Intake:
 
     def _fault(self, exc: BaseException) -> StorageFault | None:
         """The storage fault behind ``exc``, naming a path a person can look at."""
-        fault = storage_fault(exc, str(self.inventory.path))
+        fault = storage_fault(exc, str(self.inbox), str(self.inventory.path))
         if fault is not None and not os.path.isabs(fault.path):
             fault = StorageFault(os.path.join(self.inbox, fault.path), fault.errno, fault.detail)
         return fault

@@ -50,7 +50,6 @@ class Results:
         recovery (same file, same result) instead of losing it.
         """
         announce = claim.id not in self._announced
-        self._announced.add(claim.id)
         if outcome.result == "rejected":
             reason = {
                 "file": outcome.file,
@@ -64,11 +63,13 @@ class Results:
                     self.log.warning(
                         "drop.rejected", file=outcome.file, code=outcome.code, reason=outcome.reason
                     )
+                    self._announced.add(claim.id)
 
             files.reject(claim, reason, announce=rejected)
         else:
             if announce:
                 self._announce(outcome, work)
+                self._announced.add(claim.id)
             files.remove(claim)
         self._announced.discard(claim.id)
 
