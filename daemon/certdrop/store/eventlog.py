@@ -3,6 +3,11 @@
 structlog runs a pipeline of small processors configured here, at the edge, and bound to
 one log file; nothing is configured globally, so several instances can share a process
 (the tests do).
+
+Under systemd the lines are echoed to stderr. When stderr is the journal itself
+(``$JOURNAL_STREAM`` names its device and inode, see systemd.exec(5)) each echoed line
+starts with the ``<N>`` syslog priority of its level (sd-daemon(3)), so
+``journalctl -p warning`` shows rejections and errors; the file never carries a prefix.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import sys
 import threading
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -24,6 +30,21 @@ from certdrop.clock import iso, utc_now
 
 # Field names that must never carry secrets; a value under one of them is replaced.
 SECRET_FIELDS = frozenset({"key", "key_pem", "private_key", "password", "passphrase", "pem"})
+# sd-daemon(3) prefixes: the syslog priority of each level.
+PRIORITIES = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+
+
+def is_journal(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """True when ``stream`` is the journal stream systemd connected (JOURNAL_STREAM is
+    ``DEV:INODE`` of it; a redirected stderr inherits the variable but not the inode)."""
+    expected = environ.get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return expected == f"{st.st_dev}:{st.st_ino}"
 
 
 class StatusLogFile:
@@ -40,9 +61,10 @@ class StatusLogFile:
 
     BACKLOG = 1000  # lines kept while the file refuses them (the oldest are dropped)
 
-    def __init__(self, path: Path, echo: TextIO | None = None) -> None:
+    def __init__(self, path: Path, echo: TextIO | None = None, *, prefix: bool = False) -> None:
         self.path = path
         self.echo = echo
+        self.prefix = prefix  # echo with the <N> priority prefix (stderr is the journal)
         self.fault: OSError | None = None
         self._lock = threading.Lock()
         self._fd = -1
@@ -84,7 +106,7 @@ class StatusLogFile:
             self._fd = self._open()
         return self._fd
 
-    def msg(self, message: str) -> None:
+    def msg(self, message: str, level: str = "info") -> None:
         line = (message + "\n").encode("utf-8", "backslashreplace")
         with self._lock:
             try:
@@ -97,8 +119,9 @@ class StatusLogFile:
             except OSError as exc:
                 self._fail(exc, line)
             if self.echo is not None:
+                head = f"<{PRIORITIES.get(level, 6)}>" if self.prefix else ""
                 with contextlib.suppress(OSError, ValueError):
-                    self.echo.write(message + "\n")
+                    self.echo.write(head + message + "\n")
                     self.echo.flush()
 
     def _fail(self, exc: OSError, line: bytes) -> None:
@@ -172,9 +195,13 @@ def _order(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return {**head, **event_dict}
 
 
-def _render(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
+def _render(
+    _: WrappedLogger, __: str, event_dict: EventDict
+) -> tuple[tuple[str], dict[str, str]]:
     # ensure_ascii keeps control characters, ANSI escapes and odd bytes as \u escapes.
-    return json.dumps(event_dict, ensure_ascii=True, default=str, separators=(", ", ": "))
+    line = json.dumps(event_dict, ensure_ascii=True, default=str, separators=(", ", ": "))
+    # structlog passes (args, kwargs) on to the sink: the level travels beside the line.
+    return (line,), {"level": str(event_dict.get("level", "info"))}
 
 
 Logger = structlog.typing.FilteringBoundLogger
@@ -182,9 +209,10 @@ Logger = structlog.typing.FilteringBoundLogger
 
 def open_log(path: Path, *, echo: bool | None = None) -> tuple[Logger, StatusLogFile]:
     """A bound logger writing the status log at ``path`` (also to stderr when asked)."""
+    journal = is_journal(sys.stderr, os.environ)
     if echo is None:
-        echo = not sys.stderr.isatty() and os.environ.get("INVOCATION_ID") is not None
-    sink = StatusLogFile(path, sys.stderr if echo else None)
+        echo = journal or (not sys.stderr.isatty() and os.environ.get("INVOCATION_ID") is not None)
+    sink = StatusLogFile(path, sys.stderr if echo else None, prefix=journal)
     logger: Logger = structlog.wrap_logger(
         sink,
         processors=[_level, _redact, _timestamp, _order, _render],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from certdrop.config import Config
@@ -27,6 +28,17 @@ def write_json(out: BinaryIO, config: Config, inventory: Inventory) -> None:
         out.write((b"\n " if i == 0 else b",\n ") + _dumps(cert))
     out.write(b'\n],\n"held": ' + _dumps(held(inventory)))
     out.write(b',\n"services": ' + _dumps(services(config, inventory)) + b"}\n")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The snapshot status.json holds: what a reader without the database sees (a
+    ``state_group`` member). Raises OSError (e.g. PermissionError) or ValueError."""
+    data = json.loads(path.read_bytes())
+    if not isinstance(data, dict) or not isinstance(data.get("certificates"), list):
+        raise ValueError(f"{path} is not a certdrop status snapshot")
+    data.setdefault("held", [])
+    data.setdefault("services", [])
+    return data
 
 
 def _dumps(value: object) -> bytes:
