@@ -15,7 +15,7 @@ from certdrop.intake.request_toml import fields_from_toml
 from certdrop.limits import DEFAULT_LIMITS, Limits
 from certdrop.pki import keys
 from certdrop.pki.csr import RequestFields, differences
-from certdrop.pki.parse import parse
+from certdrop.pki.parse import derives_keys, parse, summary
 from support import costly, pkitools
 
 
@@ -210,3 +210,30 @@ def test_bad_limits_are_all_reported(tmp_path: Path) -> None:
         "limits.max_kdf_total_iterations must be at least limits.max_kdf_iterations",
     ):
         assert expected in text
+
+
+# -- which drops go to the child ------------------------------------------------------------
+
+
+def test_only_drops_that_may_derive_a_key_go_to_the_child() -> None:
+    """PKCS#12 and encrypted keys (PEM or DER) may run a derivation; certificates, plain
+    keys and short junk do not, and are parsed in process."""
+    issued = pkitools.issue("plain.example.test", pkitools.rsa_key(0))
+    assert derives_keys(costly.pkcs12_file(b""))
+    assert derives_keys(costly.encrypted_pkcs8())
+    assert derives_keys(costly.to_pem(costly.encrypted_pkcs8(), "ENCRYPTED PRIVATE KEY"))
+    assert derives_keys(issued.key_pem(password=b"pw"))
+    assert not derives_keys(issued.pem + issued.key_pem())
+    assert not derives_keys(issued.der)
+    assert not derives_keys(issued.key_der())
+    assert not derives_keys(b"\x30\x03")
+
+
+def test_a_summary_names_what_a_drop_is_without_its_secrets() -> None:
+    """The poison-drop reason says what was seen: kind, blocks, size; no key bytes."""
+    issued = pkitools.issue("seen.example.test", pkitools.rsa_key(0))
+    pem = issued.pem + issued.key_pem()
+    assert summary(pem) == f"PEM: 2 blocks (CERTIFICATE, PRIVATE KEY), {len(pem)} bytes"
+    p12 = costly.pkcs12_file(b"")
+    assert summary(p12) == f"PKCS#12, {len(p12)} bytes"
+    assert summary(b"hello") == "not PEM or DER, 5 bytes"
