@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from certdrop.errors import ConfigError
+from certdrop.limits import DEFAULT_LIMITS, Limits
 from certdrop.pki.names import name_problem
 from certdrop.pki.trust import DEFAULT_PROFILE, PROFILES, HostnameError, subject_for
 
@@ -62,6 +63,7 @@ class Config:
     renewal_timeout_seconds: float = 300.0
     renewal_retry_base_seconds: float = 300.0
     metrics_listen: str = ""
+    limits: Limits = DEFAULT_LIMITS
     # A group whose members may read the snapshot (status.json) and run the read-only
     # commands; "" keeps the state folder root-only (0700).
     state_group: str = ""
@@ -188,9 +190,11 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
             "expiry",
             "renewal",
             "metrics",
+            "limits",
             "services",
         }
     )
+    limits = Limits.from_mapping(top.table_of("limits"), problems)
 
     def path(value: str) -> Path:
         return (base / value).resolve() if value else base
@@ -282,6 +286,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
         renewal_timeout_seconds=renew_timeout,
         renewal_retry_base_seconds=retry_base,
         metrics_listen=listen,
+        limits=limits,
         state_group=state_group,
         services=services,
     )

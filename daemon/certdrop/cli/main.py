@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from certdrop.cli.common import (
     Subparsers,
 )
 from certdrop.errors import ConfigError, UserError, permission_message
+from certdrop.faults import describe, storage_fault
 
 # Every sub-command, in the order `certdrop --help` lists them.
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
@@ -83,6 +85,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PermissionError as exc:
         # A monitor without the state_group: one line naming the path, never a traceback.
         return _failed(permission_message(exc), args)
+    except (OSError, sqlite3.Error) as exc:
+        fault = storage_fault(exc)  # full, read-only or failing: one line, never a traceback
+        if fault is None:
+            raise
+        return _failed(
+            f"cannot use {fault.path}: {describe(fault.errno)}; free space or make the file "
+            "system writable, then run the command again",
+            args,
+        )
     except KeyboardInterrupt:
         return 130
     finally:

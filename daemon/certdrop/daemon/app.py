@@ -60,6 +60,7 @@ def serve(config: configuration.Config, config_path: Path | None) -> int:
             daemon = Daemon(ctx, worker, features(ctx, worker), config_path=config_path)
             return daemon.run()
         finally:
+            ctx.intake.close()
             ctx.inventory.close()
             sink.close()
 
@@ -114,8 +115,7 @@ class Daemon:
         observer = self.observer = watcher.start(config.inbox, worker.submit_drop)
         inbox_stat = os.stat(config.inbox)
         self.inbox_id = (inbox_stat.st_dev, inbox_stat.st_ino)
-        for name in ctx.intake.pending():
-            worker.submit_found(name)
+        worker.submit_backlog(ctx.intake.pending())
         for feature in self.features:
             feature.on_start()
         # Logged once the watcher runs: a drop made after this line is never missed.

@@ -90,6 +90,7 @@ class Context(context.Context):
     """The store's context plus the intake pipeline bound to it."""
 
     intake: Intake
+    sink: StatusLogFile | None = None  # the status log's file, for degraded mode
 
 
 def open_context(
@@ -101,4 +102,4 @@ def open_context(
     trust = TrustStore(config)
     intake = Intake(config, inventory, log, trust=trust)  # reloads the shared trust store
     intake.on_request = on_request(intake)  # NAME.request.toml drops
-    return Context(config, inventory, log, trust, intake), sink
+    return Context(config, inventory, log, trust, intake, sink), sink

@@ -98,7 +98,12 @@ class Inbox:
             finally:
                 os.close(claimed)
             found = Claim(claim_id, name, folder, name, nested=True)
-        if self._move_in(found):
+        try:
+            moved = self._move_in(found)
+        except BaseException:
+            found.close()  # a full or read-only inbox: the drop stays where it is
+            raise
+        if moved:
             return found
         self.remove(found)
         return None

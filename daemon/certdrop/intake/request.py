@@ -24,6 +24,9 @@ from certdrop.pki.names import name_problem
 from certdrop.store.eventlog import Logger
 from certdrop.store.inventory import Inventory
 
+# One status-log line stays readable: the CSR in the outbox holds every SAN.
+LOGGED_SANS = 100
+
 
 def check_name(name: str, inventory: Inventory) -> None:
     """A new entry's name must follow the name rule and not be in use yet."""
@@ -81,7 +84,8 @@ def create_request(
         "csr.created",
         name=name,
         subject=describe_name(csr.subject),
-        sans=list(fields.sans),
+        sans=list(fields.sans[:LOGGED_SANS]),
+        **({"sans_total": len(fields.sans)} if len(fields.sans) > LOGGED_SANS else {}),
         key_type=info.type,
         key_bits=info.bits,
         csr=str(path),

@@ -16,6 +16,7 @@ from certdrop.pki import chain as chains
 from certdrop.pki import keys, trust
 from certdrop.pki.keys import PrivateKey
 from certdrop.pki.parse import Parsed
+from certdrop.pki.pool import Both, Issuers, Pool, issuers, reachable
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class Checked:
 
 def check_certificate(
     leaf: x509.Certificate,
-    candidates: Iterable[x509.Certificate],
+    candidates: Iterable[x509.Certificate] | Issuers,
     verifier: trust.Verifier,
     now: datetime,
 ) -> Checked:
@@ -96,12 +97,14 @@ def check_certificate(
     problem = keys.key_problem(public)
     if problem is not None:
         raise Rejection("weak_key", problem)
-    offered = list(candidates)
-    verdict = verifier.judge_any(leaf, offered, now)
+    source = issuers(candidates)
+    # The verifier is offered only certificates that can be on a path (found by issuer
+    # name through the index), not the whole pool: its cost then stays per drop.
+    verdict = verifier.judge_any(leaf, reachable(leaf, source), now)
     if verdict.trusted:
         chain = chains.Chain(leaf, verdict.intermediates, verdict.chain[-1])
     else:
-        chain = chains.build_chain(leaf, [*offered, *verifier.extra], verifier.anchors)
+        chain = chains.build_chain(leaf, Both(source, Pool(verifier.extra)), verifier.anchors)
     # Before the chain check: cryptography will not verify SHA-1/MD5 signatures, so a
     # weakly signed certificate also looks "broken", and weak_signature is the true reason.
     weak = chains.signature_problem(chain.bundle)

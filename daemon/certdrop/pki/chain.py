@@ -11,6 +11,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from certdrop.pki.pool import Issuers, issuers
+
 MAX_DEPTH = 8
 TOO_DEEP = " (chain too deep)"  # how Chain.broken marks a chain cut at MAX_DEPTH
 
@@ -104,23 +106,18 @@ NO_ANCHORS = Anchors({})
 
 def build_chain(
     leaf: x509.Certificate,
-    candidates: Iterable[x509.Certificate],
+    candidates: Iterable[x509.Certificate] | Issuers,
     anchors: Anchors = NO_ANCHORS,
 ) -> Chain:
     """Order ``candidates`` into the issuing chain of ``leaf``, verifying every signature.
 
+    ``candidates`` is a list, or an index (:class:`~certdrop.pki.pool.Issuers`) that is
+    asked only for the names the chain needs: a large pool costs nothing per leaf.
     Candidates that do not belong to the chain are ignored; duplicates collapse; loops and
     chains deeper than MAX_DEPTH stop. The chain ends at a trusted anchor, or at a
     self-signed issuer, which is left out of the bundle (servers should not send the root).
     """
-    by_subject: dict[bytes, list[x509.Certificate]] = {}
-    seen: set[bytes] = set()
-    for cert in candidates:
-        der = cert.public_bytes(Encoding.DER)
-        if der not in seen:
-            seen.add(der)
-            by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
-
+    index = issuers(candidates)
     chain: list[x509.Certificate] = []
     current = leaf
     used = {leaf.public_bytes(Encoding.DER)}
@@ -133,10 +130,13 @@ def build_chain(
             if current is not leaf:
                 chain.pop()
             return Chain(leaf, tuple(chain), None)
-        issuer_name = current.issuer.public_bytes()
-        named = [
-            c for c in by_subject.get(issuer_name, ()) if c.public_bytes(Encoding.DER) not in used
-        ]
+        named: list[x509.Certificate] = []
+        seen = set(used)
+        for cert in index.named(current.issuer):
+            der = cert.public_bytes(Encoding.DER)
+            if der not in seen:
+                seen.add(der)
+                named.append(cert)
         issuer = next((c for c in named if issued_by(current, c)), None)
         if issuer is None:
             broken = describe_name(current.subject) if named else None

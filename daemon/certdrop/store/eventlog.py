@@ -12,10 +12,13 @@ starts with the ``<N>`` syslog priority of its level (sd-daemon(3)), so
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
@@ -49,48 +52,124 @@ class StatusLogFile:
 
     Checking the path's inode before each write costs one stat; it spares a signal and
     the lines that copytruncate would lose.
+
+    Writing never raises: when the file system refuses a line (full, read-only, EIO), the
+    line goes to stderr, waits in a bounded backlog, and is written before the next line
+    once the file takes lines again; ``fault`` says what failed meanwhile. A line is one
+    ``write``; one cut short is truncated away, so no torn line stays behind.
     """
+
+    BACKLOG = 1000  # lines kept while the file refuses them (the oldest are dropped)
 
     def __init__(self, path: Path, echo: TextIO | None = None, *, prefix: bool = False) -> None:
         self.path = path
         self.echo = echo
         self.prefix = prefix  # echo with the <N> priority prefix (stderr is the journal)
+        self.fault: OSError | None = None
         self._lock = threading.Lock()
-        self._file: TextIO | None = None
+        self._fd = -1
         self._inode: tuple[int, int] | None = None
+        self._backlog: deque[bytes] = deque(maxlen=self.BACKLOG)
+        self.dropped = 0  # backlog lines lost to the bound
 
-    def _open(self) -> TextIO:
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        file = os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
-        st = os.fstat(fd)
-        if st.st_size and os.pread(fd, 1, st.st_size - 1) != b"\n":
-            os.write(fd, b"\n")  # end a line torn by kill -9: the next one stays parseable
+    def _open(self) -> int:
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            st = os.fstat(fd)
+            if st.st_size and os.pread(fd, 1, st.st_size - 1) != b"\n":
+                # End a line torn by kill -9: the next one stays parseable.
+                self._write_all(fd, b"\n")
+        except OSError:
+            os.close(fd)
+            raise
         self._inode = (st.st_dev, st.st_ino)
-        return file
+        return fd
+
+    @staticmethod
+    def _write_all(fd: int, data: bytes) -> None:
+        """One line in one write; a short write (the disk filled up) is undone."""
+        before = os.fstat(fd).st_size
+        written = os.write(fd, data)
+        if written != len(data):
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, before)
+            raise OSError(errno.ENOSPC, "a short write: the file system is full")
+
+    def _current_fd(self) -> int:
+        try:
+            st = os.stat(self.path)
+            current: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            current = None
+        if self._fd < 0 or current != self._inode:
+            self._close_fd()
+            self._fd = self._open()
+        return self._fd
 
     def msg(self, message: str, level: str = "info") -> None:
+        line = (message + "\n").encode("utf-8", "backslashreplace")
         with self._lock:
             try:
-                st = os.stat(self.path)
-                current: tuple[int, int] | None = (st.st_dev, st.st_ino)
-            except FileNotFoundError:
-                current = None
-            if self._file is None or current != self._inode:
-                if self._file is not None:
-                    self._file.close()
-                self._file = self._open()
-            self._file.write(message + "\n")
-            self._file.flush()
+                fd = self._current_fd()
+                while self._backlog:
+                    self._write_all(fd, self._backlog[0])
+                    self._backlog.popleft()
+                self._write_all(fd, line)
+                self.fault = None
+            except OSError as exc:
+                self._fail(exc, line)
             if self.echo is not None:
                 head = f"<{PRIORITIES.get(level, 6)}>" if self.prefix else ""
-                self.echo.write(head + message + "\n")
-                self.echo.flush()
+                with contextlib.suppress(OSError, ValueError):
+                    self.echo.write(head + message + "\n")
+                    self.echo.flush()
+
+    def _fail(self, exc: OSError, line: bytes) -> None:
+        if exc.filename is None:
+            exc.filename = os.fspath(self.path)
+        self.fault = exc
+        self._close_fd()  # reopened next time: the torn-line repair runs on open
+        if len(self._backlog) == self._backlog.maxlen:
+            self.dropped += 1
+        self._backlog.append(line)
+        if self.echo is None:  # it is lost otherwise: stderr (the journal) at least
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(line.decode("utf-8", "backslashreplace"))
+                sys.stderr.flush()
+
+    def flush(self) -> bool:
+        """Write the backlog now; True when the file takes lines again (nothing waits)."""
+        with self._lock:
+            if not self._backlog and self.fault is None:
+                return True
+            try:
+                fd = self._current_fd()
+                while self._backlog:
+                    self._write_all(fd, self._backlog[0])
+                    self._backlog.popleft()
+            except OSError as exc:
+                if exc.filename is None:
+                    exc.filename = os.fspath(self.path)
+                self.fault = exc
+                self._close_fd()
+                return False
+            self.fault = None
+            return True
+
+    @property
+    def pending(self) -> int:
+        """Lines written to stderr only, so far, waiting for the file."""
+        return len(self._backlog)
+
+    def _close_fd(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
 
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            self._close_fd()
 
     log = debug = info = warning = error = critical = exception = msg
 

@@ -49,12 +49,23 @@ CREATE TABLE IF NOT EXISTS pool (
     pem BLOB NOT NULL,
     subject TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS pool_subject ON pool (subject);
 CREATE TABLE IF NOT EXISTS drops (
     claim TEXT PRIMARY KEY,
     file TEXT NOT NULL,
     result TEXT NOT NULL,
     code TEXT, reason TEXT,
     at TEXT NOT NULL
+);
+-- A drop being processed: written before the costly steps, gone with its result, so a
+-- drop under way when the daemon died is known at the next start (a poison drop).
+CREATE TABLE IF NOT EXISTS attempts (
+    claim TEXT PRIMARY KEY,
+    file TEXT NOT NULL,
+    seen TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    run TEXT NOT NULL,
+    since TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS services (
     name TEXT PRIMARY KEY,
@@ -284,6 +295,13 @@ class Inventory:
     def pool(self) -> list[bytes]:
         return [bytes(r[0]) for r in self.db.execute("SELECT pem FROM pool")]
 
+    def pool_named(self, subject: str, limit: int) -> list[bytes]:
+        """PEMs of pooled certificates whose subject reads ``subject`` (RFC 4514)."""
+        rows = self.db.execute(
+            "SELECT pem FROM pool WHERE subject = ? ORDER BY rowid LIMIT ?", (subject, limit)
+        )
+        return [bytes(r[0]) for r in rows]
+
     def add_to_pool(self, sha256: str, pem: bytes, subject: str) -> bool:
         """Add an issuing certificate to the pool; False when it was already there."""
         cursor = self.db.execute(
@@ -369,6 +387,29 @@ class Inventory:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (claim, file, result, code or None, reason or None, at),
         )
+        self.db.execute("DELETE FROM attempts WHERE claim = ?", (claim,))
+
+    def begin_attempt(self, claim: str, file: str, seen: str, run: str, at: str) -> int:
+        """Note (committed at once) that daemon run ``run`` starts processing a drop;
+        return how many daemon runs have started it, this one included. Retries within
+        one run (after a storage fault) do not count: only a run that died does."""
+        with self.transaction():
+            row = self.db.execute(
+                "SELECT runs, run FROM attempts WHERE claim = ?", (claim,)
+            ).fetchone()
+            runs = 1 if row is None else int(row[0]) + (row[1] != run)
+            self.db.execute(
+                "INSERT OR REPLACE INTO attempts (claim, file, seen, runs, run, since) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (claim, file, seen, runs, run, at),
+            )
+        return runs
+
+    def forget_attempts(self, keep: set[str]) -> None:
+        """Drop the notes of claims that no longer exist (finished by hand, or lost)."""
+        for (claim,) in self.db.execute("SELECT claim FROM attempts").fetchall():
+            if claim not in keep:
+                self.db.execute("DELETE FROM attempts WHERE claim = ?", (claim,))
 
     def drop_counts_by_code(self) -> dict[tuple[str, str], int]:
         """How many drops ended in each (result, rejection code), ever; code "" when the
