@@ -16,7 +16,7 @@ Names follow Prometheus' conventions (base units in the name, ``_total`` for cou
     certdrop_certificate_not_before_timestamp_seconds{name,subject,issuer,status}
     certdrop_certificate_renewal_timestamp_seconds{...}          when renewal starts
     certdrop_certificate_renewal_overdue_timestamp_seconds{...}  when it is overdue
-    certdrop_certificate_trusted{...}             1: chains to a configured root
+    certdrop_certificate_trusted{...}             1: trusted (RFC 5280 path validation)
     certdrop_service_state{service,state}         1 for the current state, 0 for the others
     certdrop_service_ready{service}               1: proven to serve its desired certificate
     certdrop_drops_total{result,code}             accepted | held | rejected (by code), ever
@@ -174,7 +174,8 @@ def families(n: Numbers) -> Iterator[Metric]:
         yield gauge
     trusted = GaugeMetricFamily(
         "certdrop_certificate_trusted",
-        "1 when a certificate chains to a configured root (trust.ca_bundle), else 0.",
+        "1 when a certificate passes path validation to a root of the trust store "
+        "(trust.ca_bundle, trust.profile), else 0.",
         labels=CERT_LABELS,
     )
     for row in n.certificates:
