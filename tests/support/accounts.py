@@ -7,10 +7,13 @@ extra_groups=, and removes both accounts afterwards, even on failure.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import grp
 import os
 import pwd
+import re
 import secrets
 import shutil
 import site
@@ -19,6 +22,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -94,6 +98,14 @@ def python_for(account: Account) -> tuple[list[str], dict[str, str]]:
             continue
         if done.returncode == 0:
             return [python], trial
+    if os.path.exists(system):
+        # The checkout itself may sit below a folder only root may enter (CI's mktemp -d):
+        # give the account a copy of certdrop and of the packages it needs.
+        trial = {**env, "PYTHONPATH": str(_shared_copy())}
+        done = as_user(account, [system, *probe], env=trial, in_group=False)
+        if done.returncode == 0:
+            return [system], trial
+        candidates.append((system, f"{trial['PYTHONPATH']}: {done.stderr.strip()[-300:]}"))
     pytest.fail(f"no Python that {account.user} may run can import certdrop: {candidates}")
 
 
@@ -114,3 +126,36 @@ def as_user(
         timeout=120,
         check=False,
     )
+
+
+@functools.cache
+def _shared_copy() -> Path:
+    """certdrop and its runtime dependencies (by their installed file lists) copied once
+    into a 0755 folder under /tmp, removed when the test session ends."""
+    folder = Path(tempfile.mkdtemp(prefix="certdrop-monitor-python-", dir="/tmp"))
+    atexit.register(shutil.rmtree, folder, True)
+    shutil.copytree(ROOT / "daemon" / "certdrop", folder / "certdrop")
+    wanted, seen = ["certdrop"], set()
+    while wanted:
+        name = re.split(r"[ ;<>=!~\[]", wanted.pop(), maxsplit=1)[0].lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        wanted += [r for r in dist.requires or [] if "extra ==" not in r]
+        if name == "certdrop":
+            continue
+        for file in dist.files or []:
+            source = Path(str(dist.locate_file(file)))
+            if file.parts and file.parts[0].endswith((".dist-info", "__pycache__")):
+                continue
+            if source.is_file():
+                target = folder / file
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return folder
