@@ -12,7 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from certdrop.errors import ConfigError
-from certdrop.pki.names import name_problem
+from certdrop.pki import domains
+from certdrop.pki.names import service_name_problem
 
 ROLES = ("https", "smtp-server", "smtp-client")
 KEY_FORMATS = ("pkcs1", "pkcs8")
@@ -190,7 +191,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
         if not isinstance(table, dict):
             problems.append(f"services.{name} must be a table")
             continue
-        if name_problem(name) is not None:
+        if service_name_problem(name) is not None:
             problems.append(
                 f"services.{name!r}: a service name must be 1-64 letters, digits, '.', '_' "
                 "or '-', starting with a letter or digit; rename the table"
@@ -344,13 +345,21 @@ def _service(
             f"{where}probe: an smtp-client shows its certificate only when it connects out, "
             'so no handshake can prove it; set probe = ""'
         )
+    hostname = r.string("hostname")
+    if hostname and not hostname.isascii():
+        try:
+            hostname = domains.to_ascii(hostname)  # 例え.jp -> xn--r8jz45g.jp (IDNA, UTS 46)
+        except ValueError as exc:
+            problems.append(
+                f"{where}hostname {hostname!r} is not a valid domain name (IDNA): {exc}"
+            )
     if len(problems) > before:
         return None
     return ServiceConfig(
         name=name,
         role=role,
         key_format=key_format,
-        hostname=r.string("hostname"),
+        hostname=hostname,
         cert_file=path(files["cert_file"]) if files["cert_file"] else None,
         key_file=path(files["key_file"]) if files["key_file"] else None,
         chain_file=path(files["chain_file"]) if files["chain_file"] else None,

@@ -11,12 +11,14 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from certdrop import jsontext
 from certdrop.clock import iso, utc_now
 
 # Field names that must never carry secrets; a value under one of them is replaced.
@@ -30,9 +32,15 @@ class StatusLogFile:
     the lines that copytruncate would lose.
     """
 
-    def __init__(self, path: Path, echo: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        echo: TextIO | None = None,
+        show: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = path
         self.echo = echo
+        self.show = show  # e.g. `certdrop run` on a terminal: each line, readable
         self._lock = threading.Lock()
         self._file: TextIO | None = None
         self._inode: tuple[int, int] | None = None
@@ -62,6 +70,8 @@ class StatusLogFile:
             if self.echo is not None:
                 self.echo.write(message + "\n")
                 self.echo.flush()
+            if self.show is not None:
+                self.show(message)
 
     def close(self) -> None:
         with self._lock:
@@ -94,18 +104,49 @@ def _order(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
 
 
 def _render(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
-    # ensure_ascii keeps control characters, ANSI escapes and odd bytes as \u escapes.
-    return json.dumps(event_dict, ensure_ascii=True, default=str, separators=(", ", ": "))
+    # UTF-8 text (本番, not \u672c\u756a); controls, ANSI escapes, bidi overrides and odd
+    # bytes stay \u escapes (certdrop.jsontext).
+    return jsontext.dumps(event_dict, default=str, separators=(", ", ": "))
 
 
 Logger = structlog.typing.FilteringBoundLogger
+RECENT_BYTES = 4 * 1024 * 1024  # how far back `certdrop show` looks in the status log
 
 
-def open_log(path: Path, *, echo: bool | None = None) -> tuple[Logger, StatusLogFile]:
-    """A bound logger writing the status log at ``path`` (also to stderr when asked)."""
+def recent(
+    path: Path, wanted: Callable[[dict[str, Any]], bool], limit: int = 20
+) -> list[dict[str, Any]]:
+    """The last ``limit`` events of the status log that ``wanted`` keeps, from its last
+    RECENT_BYTES (a rotated-away file is not read); lines that do not parse are skipped."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - RECENT_BYTES))
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    lines = data.split(b"\n")
+    if size > RECENT_BYTES:
+        lines = lines[1:]  # the first line was cut
+    found: list[dict[str, Any]] = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and wanted(event):
+            found.append(event)
+    return found[-limit:]
+
+
+def open_log(
+    path: Path, *, echo: bool | None = None, show: Callable[[str], None] | None = None
+) -> tuple[Logger, StatusLogFile]:
+    """A bound logger writing the status log at ``path``; each JSON line also to stderr
+    when ``echo`` (None: under systemd), and to ``show`` when given."""
     if echo is None:
-        echo = not sys.stderr.isatty() and os.environ.get("INVOCATION_ID") is not None
-    sink = StatusLogFile(path, sys.stderr if echo else None)
+        echo = show is None and not sys.stderr.isatty() and "INVOCATION_ID" in os.environ
+    sink = StatusLogFile(path, sys.stderr if echo else None, show)
     logger: Logger = structlog.wrap_logger(
         sink,
         processors=[_level, _redact, _timestamp, _order, _render],
