@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from certdrop import config as configuration
-from certdrop.cli.common import Subparsers
+from certdrop.cli.common import Subparsers, add_json, command, print_json
 from certdrop.cli.table import safe
 from certdrop.renewal.report import run
 
@@ -44,18 +43,26 @@ def render(data: dict[str, Any]) -> str:
 
 
 def add_parser(sub: Subparsers) -> None:
-    parser = sub.add_parser(
+    parser = command(
+        sub,
         "check",
-        help="check expiry and renewals now; exit 0 fine, 1 warning, 2 expired or overdue",
+        "check expiry now; exit 0 fine, 1 warning, 2 critical",
+        "Run the expiry check on the state as it is, like a Nagios/Icinga plugin: exit 0 "
+        "when every certificate in use is fine, 1 when one is within a warning threshold, "
+        "2 when one has expired or its renewal is overdue. Read-only: it logs nothing.",
+        """
+        certdrop check
+        certdrop check --json | jq '.certificates[] | select(.level != "ok")'
+        """,
     )
-    parser.add_argument("--json", action="store_true", help="print the JSON object")
+    add_json(parser)
     parser.set_defaults(handler=_check)
 
 
 def _check(config: configuration.Config, args: argparse.Namespace) -> int:
     data = run(config)
     if args.json:
-        print(json.dumps(data, indent=1, ensure_ascii=True))
+        print_json(data)
     else:
         sys.stdout.write(render(data))
     return int(data["exit_code"])

@@ -1,20 +1,22 @@
-"""What every command module shares: the parser class and the handler signature."""
+"""What every command module shares: the parser class, the handler signature, and the
+way a command is declared (one-line help, description, examples) and prints JSON."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from certdrop import config as configuration
+from certdrop import jsontext
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        # The contract's exit code for a bad argument is 1, not argparse's 2.
-        self.print_usage(sys.stderr)
-        self.exit(1, f"{self.prog}: error: {message}\n")
+        # The contract: exit 1 (not argparse's 2) and one line, naming where help is.
+        self.exit(1, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
 
 
 if TYPE_CHECKING:
@@ -23,3 +25,24 @@ else:  # subscriptable only for the type checker
     Subparsers = argparse._SubParsersAction
 # A command's handler: the loaded configuration and the parsed arguments in, exit code out.
 Handler = Callable[[configuration.Config, argparse.Namespace], int]
+
+
+def command(sub: Subparsers, name: str, summary: str, description: str, examples: str) -> Parser:
+    """A sub-command: ``summary`` is its line in ``certdrop --help``; its own ``--help``
+    shows ``description`` and then ``examples`` (one per line, ``#`` comments allowed)."""
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(" ".join(description.split()), 88),
+        epilog="examples:\n" + textwrap.indent(textwrap.dedent(examples).strip("\n"), "  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+
+
+def print_json(value: Any) -> None:
+    """JSON as UTF-8 text with controls escaped (certdrop.jsontext), then a newline."""
+    sys.stdout.write(jsontext.dumps(value, indent=1) + "\n")

@@ -1,11 +1,13 @@
 """``certdrop`` command line: ``main(argv=None)`` returns the exit code.
 
 Exit codes: 0 success; 1 a user error (one line on stderr, no traceback); ``check``
-also 2 for expired certificates or overdue renewals.
+also 2 for expired certificates or overdue renewals; 141 when the reader of our output
+went away (``certdrop status --json | head``), quietly, as a shell pipeline expects.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -13,7 +15,22 @@ from pathlib import Path
 
 from certdrop import __version__
 from certdrop import config as configuration
-from certdrop.cli import assign, check, csr, export, run, status
+from certdrop.cli import (
+    assign,
+    check,
+    completion,
+    csr,
+    delete,
+    export,
+    held,
+    inspect,
+    rename,
+    renew,
+    run,
+    show,
+    status,
+    unassign,
+)
 from certdrop.cli.common import Handler, Parser, Subparsers
 from certdrop.errors import UserError
 
@@ -21,35 +38,67 @@ from certdrop.errors import UserError
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     run.add_parser,
     status.add_parser,
+    show.add_parser,
+    inspect.add_parser,
+    held.add_parser,
     assign.add_parser,
+    unassign.add_parser,
     check.add_parser,
+    renew.add_parser,
     csr.add_parser,
     export.add_parser,
+    rename.add_parser,
+    delete.add_parser,
+    completion.add_parser,
 )
+EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a reader that went away
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="certdrop", description="Drop-folder certificate daemon.")
+    parser = Parser(
+        prog="certdrop",
+        description="Drop-folder certificate daemon: certificates, chains and keys dropped "
+        "into the inbox are checked, paired, deployed to services with proof and rollback, "
+        "and renewed before they expire.",
+    )
     parser.add_argument(
         "--config",
         metavar="FILE",
         help="config file (else $CERTDROP_CONFIG, else ./certdrop.toml, else built-in defaults)",
     )
     parser.add_argument("--version", action="version", version=f"certdrop {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=Parser, metavar="COMMAND"
+    )
     for add in COMMANDS:
         add(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):  # a non-UTF-8 locale must not crash a name
+            stream.reconfigure(errors="backslashreplace")
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     old_umask = os.umask(0o077)  # keys and the database are private from their first byte
     try:
         args.config_path = configuration.locate(args.config, os.environ, Path.cwd())
-        config = configuration.load(args.config_path, Path.cwd())
+        if getattr(args, "config_free", False):
+            config = configuration.load(None, Path.cwd())
+        else:
+            config = configuration.load(args.config_path, Path.cwd())
         handler: Handler = args.handler
-        return handler(config, args)
+        code = handler(config, args)
+        sys.stdout.flush()  # here, so a closed pipe is caught here and not at exit
+        return code
     except UserError as exc:
         print(f"certdrop: {exc}", file=sys.stderr)
         return 1
@@ -57,3 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         os.umask(old_umask)
+
+
+def _quiet_stdout() -> None:
+    """After EPIPE: point stdout at /dev/null so the interpreter's final flush of what
+    is still buffered cannot fail again (the Python docs' SIGPIPE note)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # stdout is not a real file (a test's capture): nothing will flush to a pipe

@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from certdrop import config as configuration
@@ -24,14 +24,21 @@ from certdrop.daemon.state import Context, open_context, prepare_folders, state_
 from certdrop.daemon.worker import Worker
 from certdrop.errors import UserError
 from certdrop.files import remove_stale_temps
+from certdrop.renewal.expiry_check import ExpiryCheck
 
 # The watchdog stops pinging when one job has run longer than its own timeouts allow.
 STALL_FLOOR_SECONDS = 600.0
 HANDLED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
-def serve(config: configuration.Config, config_path: Path | None) -> int:
-    """Build the daemon from its parts and run it until SIGTERM or SIGINT."""
+def serve(
+    config: configuration.Config,
+    config_path: Path | None,
+    *,
+    show: Callable[[str], None] | None = None,
+) -> int:
+    """Build the daemon from its parts and run it until SIGTERM or SIGINT. ``show``
+    gets every status-log line too (``certdrop run`` on a terminal prints them)."""
     prepare_folders(config)
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     with state_lock(config.state):
@@ -43,10 +50,14 @@ def serve(config: configuration.Config, config_path: Path | None) -> int:
             config.inbox / "rejected",
         ):
             remove_stale_temps(folder)
-        ctx, sink = open_context(config, echo=None)
+        ctx, sink = open_context(config, echo=None, show=show)
         try:
             worker = Worker(ctx)
-            daemon = Daemon(ctx, worker, features(ctx, worker), config_path=config_path)
+            built = features(ctx, worker)
+            # `certdrop renew` through the control socket starts renewals with the expiry
+            # check's own renewer, which tracks and stops their commands.
+            ctx.renewer = next((f.renewer for f in built if isinstance(f, ExpiryCheck)), None)
+            daemon = Daemon(ctx, worker, built, config_path=config_path)
             return daemon.run()
         finally:
             ctx.inventory.close()
@@ -89,12 +100,14 @@ class Daemon:
         config = ctx.config
         control = ControlServer(config.state / "control.sock", ctx, worker)
         control.start()
-        worker.start()
+        # Everything is queued before the worker starts, so daemon.started (what is
+        # watched, how many drops wait) is the first line, before any drop's.
         worker.submit("recover", self._recover)
         observer = self.observer = watcher.start(config.inbox, worker.submit_drop)
         inbox_stat = os.stat(config.inbox)
         self.inbox_id = (inbox_stat.st_dev, inbox_stat.st_ino)
-        for name in ctx.intake.pending():
+        waiting = ctx.intake.pending()
+        for name in waiting:
             worker.submit_found(name)
         for feature in self.features:
             feature.on_start()
@@ -105,7 +118,10 @@ class Daemon:
             state=str(config.state),
             config=config.source,
             pid=os.getpid(),
+            waiting=len(waiting),
+            services=sorted(config.services),
         )
+        worker.start()
         notify("READY=1")
         pinger = self._start_watchdog()
         sig: int = signal.SIGTERM

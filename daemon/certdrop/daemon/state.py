@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from certdrop.errors import StateLocked
 from certdrop.files import private_dir, replacing
 from certdrop.intake.pipeline import Intake
 from certdrop.intake.request_toml import on_request
+from certdrop.renewal.renewer import Renewer
 from certdrop.store import context, snapshot
 from certdrop.store.eventlog import StatusLogFile, open_log
 from certdrop.store.inventory import Inventory
@@ -51,17 +52,53 @@ def write_status_json(config: configuration.Config, inventory: Inventory) -> Non
 
 @dataclass
 class Context(context.Context):
-    """The store's context plus the intake pipeline bound to it."""
+    """The store's context plus the intake pipeline bound to it; in a running daemon
+    also the expiry check's renewer (``certdrop renew`` starts renewals with it)."""
 
     intake: Intake
+    renewer: Renewer | None = None
 
 
 def open_context(
-    config: configuration.Config, *, echo: bool | None = False
+    config: configuration.Config,
+    *,
+    echo: bool | None = False,
+    show: Callable[[str], None] | None = None,
 ) -> tuple[Context, StatusLogFile]:
     """Open the inventory and the status log; the caller holds the state lock."""
-    log, sink = open_log(config.status_log, echo=echo)
+    log, sink = open_log(config.status_log, echo=echo, show=show)
     inventory = Inventory(config.state / "inventory.sqlite3")
     intake = Intake(config, inventory, log)
     intake.on_request = on_request(intake)  # NAME.request.toml drops
     return Context(config, inventory, log, intake), sink
+
+
+@contextlib.contextmanager
+def reading(config: configuration.Config) -> Iterator[Inventory]:
+    """The inventory opened read-only, whether or not the daemon runs (an empty one
+    before the first drop): for commands that only look."""
+    database = config.state / "inventory.sqlite3"
+    inventory = Inventory(database, readonly=True) if database.exists() else Inventory.empty()
+    try:
+        yield inventory
+    finally:
+        inventory.close()
+
+
+@contextlib.contextmanager
+def rehearsing(config: configuration.Config) -> Iterator[Inventory]:
+    """A private in-memory copy of the inventory to try changes on and throw away
+    (``certdrop inspect``); making it changes no byte of the state folder."""
+    database = config.state / "inventory.sqlite3"
+    if not database.exists():
+        inventory = Inventory.empty()
+    else:
+        try:
+            with state_lock(config.state):  # no daemon: nobody else has the database open
+                inventory = Inventory.private_copy(database, exclusive=True)
+        except StateLocked:
+            inventory = Inventory.private_copy(database, exclusive=False)
+    try:
+        yield inventory
+    finally:
+        inventory.close()

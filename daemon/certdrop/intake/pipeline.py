@@ -43,11 +43,13 @@ class Intake:
         *,
         clock: Callable[[], datetime] = utc_now,
         on_request: Callable[[str, bytes, str], Outcome] | None = None,
+        rehearsal: bool = False,
     ) -> None:
         self.inventory = inventory
         self.log = log
         self.clock = clock
         self.on_request = on_request
+        self.rehearsal = rehearsal  # `certdrop inspect`: the inbox is never touched
         self.reconfigure(config)
         self._pool: list[x509.Certificate] | None = None
 
@@ -56,7 +58,7 @@ class Intake:
         self.inbox = config.inbox
         self.anchors = load_anchors(config.ca_bundle)
         self.passphrases = configuration.read_passphrases(config)
-        self.files = Inbox(config.inbox, config.max_file_bytes)
+        self.files = Inbox(config.inbox, config.max_file_bytes, prepare=not self.rehearsal)
 
     # -- the inbox ------------------------------------------------------------------
     def pending(self) -> list[str]:
@@ -94,7 +96,7 @@ class Intake:
                 return outcome
             pieces = assemble.sort_pieces(parse(data, self.passphrases))
             with self.inventory.transaction():
-                self._take(pieces, file, work)
+                self.take(pieces, file, work)
                 held_only = work.held and not (work.recorded or work.duplicates)
                 result = "held" if held_only else "accepted"
                 self.inventory.record_drop(claim.id, file, result, iso(self.clock()))
@@ -107,15 +109,16 @@ class Intake:
             self._finish(claim, outcome)
             return outcome
         if work.intermediates:
-            self._pool = None  # the pool grew: reload it from the committed state
+            self.forget_pool()  # the pool grew: reload it from the committed state
         for level, event, fields in work.events:
             getattr(self.log, level)(event, **fields)
         outcome = Outcome(file, result, work.recorded)
         self._finish(claim, outcome, work)
         return outcome
 
-    def _take(self, pieces: assemble.Pieces, file: str, work: Work) -> None:
-        """Validate everything first, then write; raising rolls the whole drop back."""
+    def take(self, pieces: assemble.Pieces, file: str, work: Work) -> None:
+        """Validate everything first, then write, in the caller's transaction; raising
+        rolls the whole drop back. (``certdrop inspect`` calls it and rolls back.)"""
         now = self.clock()
         assemble.check_single_pair(pieces)
         for each in pieces.keys:
@@ -125,6 +128,7 @@ class Intake:
         for leaf in pieces.leaves:
             chain = assemble.check_certificate(leaf, candidates, self.anchors, now)
             chained.append(chain)
+        work.leaf_chains.extend(chained)
         plan = pairing.plan_drop(pieces)
         for (leaf, key, _), _chain in zip(plan.leaves, chained, strict=True):
             if key is not None:
@@ -205,6 +209,7 @@ class Intake:
             leaf = certs[0]
             chain = assemble.check_certificate(leaf, [*certs[1:], *self.pool()], self.anchors, now)
             assemble.check_possession(leaf, key)
+            work.leaf_chains.append(chain)
             self._record(
                 leaf, chain, keys.to_pem(key), kid, entry_name(held.from_file), file, work, None
             )
@@ -348,6 +353,10 @@ class Intake:
         if self._pool is None:
             self._pool = [c for pem in self.inventory.pool() for c in chains.from_pem(pem)]
         return self._pool
+
+    def forget_pool(self) -> None:
+        """Read the pool again next time (after a rollback took intermediates away)."""
+        self._pool = None
 
     def _add_to_pool(self, cert: x509.Certificate, work: Work) -> None:
         # Most drops carry the same intermediates again: the in-memory pool answers that

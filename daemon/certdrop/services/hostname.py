@@ -4,7 +4,8 @@ A service with ``hostname`` set is pointed at a new certificate when one arrives
 covers the name, reaches a trusted root, is valid now and is newer (later not-before) than
 the one it has. At start-up and on reload only services with no usable certificate
 (none, gone, or outside its validity) are filled, so a manual ``assign`` stands until a
-newer certificate for the name arrives.
+newer certificate for the name arrives. A service ``certdrop unassign`` released is left
+alone until it is assigned again.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def by_hostname(ctx: Context, recorded: Sequence[str] | None = None) -> list[str
         if not service.hostname:
             continue
         row = ctx.inventory.service(name)
+        if row is not None and not row.managed:
+            continue  # `certdrop unassign`: its files are the operator's until an assign
         current_name = row.desired if row is not None else None
         current = _candidate(ctx.inventory, current_name) if current_name else None
         if recorded is None:
