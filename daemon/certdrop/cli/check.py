@@ -9,7 +9,9 @@ from typing import Any
 from certdrop import config as configuration
 from certdrop.cli.common import Subparsers, add_json, command, print_json
 from certdrop.cli.table import safe
-from certdrop.renewal.report import run
+from certdrop.clock import utc_now
+from certdrop.daemon.state import reading
+from certdrop.renewal.report import report
 
 
 def render(data: dict[str, Any]) -> str:
@@ -60,7 +62,8 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def _check(config: configuration.Config, args: argparse.Namespace) -> int:
-    data = run(config)
+    with reading(config) as inventory:
+        data = report(config, inventory, utc_now())
     if args.json:
         print_json(data)
     else:

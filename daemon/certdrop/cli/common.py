@@ -39,6 +39,16 @@ def command(sub: Subparsers, name: str, summary: str, description: str, examples
     )
 
 
+# What shtab completes an argument with (shtab.FILE, spelt out so the parser needs no shtab).
+FILE_COMPLETION = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
+
+
+def completes_files(action: argparse.Action) -> argparse.Action:
+    """Mark an argument as a file name for `certdrop completion`."""
+    setattr(action, "complete", FILE_COMPLETION)  # noqa: B010 - shtab reads this attribute
+    return action
+
+
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
 

@@ -19,8 +19,9 @@ from pathlib import Path
 from cryptography import x509
 
 from certdrop import config as configuration
-from certdrop.cli.common import Subparsers, add_json, command, print_json
+from certdrop.cli.common import Subparsers, add_json, command, completes_files, print_json
 from certdrop.cli.table import safe
+from certdrop.daemon.state import reading
 from certdrop.errors import UserError
 from certdrop.files import publish
 from certdrop.pki import chain as chains
@@ -28,7 +29,6 @@ from certdrop.pki import keys
 from certdrop.pki.export import MAX_PASSWORD_BYTES, export_p12, export_pem, read_password
 from certdrop.pki.names import file_name, normal
 from certdrop.store.eventlog import open_log
-from certdrop.store.inventory import Inventory
 
 FORMATS = ("pem", "p12")
 _P12_SUFFIXES = (".p12", ".pfx")
@@ -53,17 +53,20 @@ def add_parser(sub: Subparsers) -> None:
         """,
     )
     p.add_argument("name", metavar="NAME", help="the entry to export (see `certdrop status`)")
-    p.add_argument("--out", metavar="FILE", help="the file to write (0600); default NAME.p12 here")
+    out = p.add_argument("--out", metavar="FILE", help="the file to write (0600); default NAME.p12")
+    completes_files(out)
     p.add_argument(
         "--format",
         choices=FORMATS,
         help="pem or p12; default p12 when FILE ends in .p12 or .pfx or is not given, else pem",
     )
     secret = p.add_mutually_exclusive_group()
-    secret.add_argument(
-        "--password-file",
-        metavar="FILE",
-        help="read the password from FILE's first line, as openssl's -passin file: does",
+    completes_files(
+        secret.add_argument(
+            "--password-file",
+            metavar="FILE",
+            help="read the password from FILE's first line, as openssl's -passin file: does",
+        )
     )
     secret.add_argument(
         "--no-password", action="store_true", help="write the key unencrypted (be sure)"
@@ -111,12 +114,9 @@ def _read_entry(config: configuration.Config, name: str) -> tuple[bytes, list[x5
             f"no certificate named {name!r}: {config.state} holds no inventory yet; check --config"
         )
     try:
-        inventory = Inventory(database, readonly=True)
-        try:
+        with reading(config) as inventory:
             entry = inventory.entry(name)
             key_pem = inventory.key_pem(name)
-        finally:
-            inventory.close()
     except sqlite3.Error as exc:
         raise UserError(f"cannot read {database}: {exc}") from None
     if entry is None or key_pem is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from certdrop import config as configuration
-from certdrop.cli.common import Subparsers, add_json, command, print_json
+from certdrop.cli.common import Subparsers, add_json, command, completes_files, print_json
 from certdrop.cli.table import safe
 from certdrop.daemon.state import rehearsing
 from certdrop.errors import Rejection, UserError
@@ -36,7 +36,9 @@ def add_parser(sub: Subparsers) -> None:
         certdrop inspect --json '本番 証明書.pfx' | jq '.[0].result'
         """,
     )
-    p.add_argument("files", metavar="FILE", nargs="+", help="files as they would be dropped")
+    completes_files(
+        p.add_argument("files", metavar="FILE", nargs="+", help="files as they would be dropped")
+    )
     add_json(p)
     p.set_defaults(handler=run_inspect)
 

@@ -31,7 +31,7 @@ from certdrop.cli import (
     status,
     unassign,
 )
-from certdrop.cli.common import Handler, Parser, Subparsers
+from certdrop.cli.common import Handler, Parser, Subparsers, completes_files
 from certdrop.errors import UserError
 
 # Every sub-command, in the order `certdrop --help` lists them.
@@ -61,10 +61,12 @@ def build_parser() -> Parser:
         "into the inbox are checked, paired, deployed to services with proof and rollback, "
         "and renewed before they expire.",
     )
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="config file (else $CERTDROP_CONFIG, else ./certdrop.toml, else built-in defaults)",
+    completes_files(
+        parser.add_argument(
+            "--config",
+            metavar="FILE",
+            help="config file (else $CERTDROP_CONFIG, else ./certdrop.toml, else defaults)",
+        )
     )
     parser.add_argument("--version", action="version", version=f"certdrop {__version__}")
     sub = parser.add_subparsers(
@@ -87,7 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad argument (1, one line on stderr)
+        return exc.code if isinstance(exc.code, int) else 1
     old_umask = os.umask(0o077)  # keys and the database are private from their first byte
     try:
         args.config_path = configuration.locate(args.config, os.environ, Path.cwd())

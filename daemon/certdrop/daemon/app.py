@@ -20,7 +20,13 @@ from certdrop.daemon import watcher
 from certdrop.daemon.control import ControlServer
 from certdrop.daemon.features import Feature, features
 from certdrop.daemon.notify import notify, watchdog_interval
-from certdrop.daemon.state import Context, open_context, prepare_folders, state_lock
+from certdrop.daemon.state import (
+    LOCK_WAIT_SECONDS,
+    Context,
+    open_context,
+    prepare_folders,
+    state_lock,
+)
 from certdrop.daemon.worker import Worker
 from certdrop.errors import UserError
 from certdrop.files import remove_stale_temps
@@ -41,7 +47,7 @@ def serve(
     gets every status-log line too (``certdrop run`` on a terminal prints them)."""
     prepare_folders(config)
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
-    with state_lock(config.state):
+    with state_lock(config.state, wait=LOCK_WAIT_SECONDS):  # a reader holds it a moment
         # Left by a kill -9 in the middle of a write; a reused PID would trip O_EXCL.
         for folder in (
             config.state,

@@ -17,6 +17,7 @@ from typing import Any
 from certdrop import config as configuration
 from certdrop.daemon.commands import COMMANDS
 from certdrop.daemon.state import (
+    LOCK_WAIT_SECONDS,
     Context,
     open_context,
     prepare_folders,
@@ -28,33 +29,65 @@ from certdrop.errors import StateLocked, UserError
 
 
 def run_command(config: configuration.Config, name: str, args: dict[str, Any]) -> str:
-    """Run a command: in this process if the state is free, else in the daemon."""
+    """Run a command: in this process if the state is free, else in the daemon. Locked
+    with no daemon answering means a command that only reads holds the lock a moment:
+    wait for it (LOCK_WAIT_SECONDS) and run here."""
     prepare_folders(config)
     try:
-        with state_lock(config.state):
-            ctx, sink = open_context(config)
-            try:
-                output = COMMANDS[name](ctx, args)
-                write_status_json(config, ctx.inventory)
-                return output
-            finally:
-                ctx.inventory.close()
-                sink.close()
+        return _here(config, name, args)
     except StateLocked:
-        return ask_daemon(config.state / "control.sock", name, args)
+        pass
+    path = config.state / "control.sock"
+    sock = _connect(path)
+    if sock is None:
+        try:
+            return _here(config, name, args, wait=LOCK_WAIT_SECONDS)
+        except StateLocked:
+            raise UserError(
+                f"the state folder is locked but no daemon answers on {path}; "
+                "is another certdrop command running?"
+            ) from None
+    with sock:
+        return ask_daemon(sock, path, name, args)
 
 
-def ask_daemon(path: Path, name: str, args: dict[str, Any]) -> str:
+def _here(
+    config: configuration.Config, name: str, args: dict[str, Any], *, wait: float = 0.0
+) -> str:
+    with state_lock(config.state, wait=wait):
+        ctx, sink = open_context(config)
+        try:
+            output = COMMANDS[name](ctx, args)
+            write_status_json(config, ctx.inventory)
+            return output
+        finally:
+            ctx.inventory.close()
+            sink.close()
+
+
+def _connect(path: Path) -> socket.socket | None:
+    """A connection to the daemon's control socket; None when no daemon listens."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(600)
-            sock.connect(os.fspath(path))
-            sock.sendall(json.dumps({"command": name, "args": args}).encode() + b"\n")
-            reply = json.loads(sock.makefile("rb").readline() or b"{}")
+        sock.connect(os.fspath(path))
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        return None
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"cannot reach the daemon on {path}: {exc.strerror or exc}") from None
+    return sock
+
+
+def ask_daemon(sock: socket.socket, path: Path, name: str, args: dict[str, Any]) -> str:
+    """Send one command over a connected control socket and return its output."""
+    try:
+        sock.settimeout(600)
+        sock.sendall(json.dumps({"command": name, "args": args}).encode() + b"\n")
+        reply = json.loads(sock.makefile("rb").readline() or b"{}")
     except (OSError, ValueError) as exc:
         raise UserError(
-            f"the state folder is locked but the daemon does not answer on {path} ({exc}); "
-            "is another certdrop command running?"
+            f"the daemon did not answer on {path} ({exc}); see its log, then try again"
         ) from None
     if not reply.get("ok"):
         raise UserError(str(reply.get("error", "the daemon refused the command")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +20,26 @@ from certdrop.store import context, snapshot
 from certdrop.store.eventlog import StatusLogFile, open_log
 from certdrop.store.inventory import Inventory
 
+# A command that only reads holds the lock for the moment it reads (see `reading`); a
+# daemon starting, or a command wanting the state, waits that long rather than failing.
+LOCK_WAIT_SECONDS = 10.0
+
 
 @contextlib.contextmanager
-def state_lock(state: Path) -> Iterator[None]:
-    """Hold the exclusive lock on the state folder, or raise StateLocked at once."""
+def state_lock(state: Path, *, wait: float = 0.0) -> Iterator[None]:
+    """Hold the exclusive lock on the state folder; raise StateLocked if it is still
+    held by another process after ``wait`` seconds (0: at once)."""
     fd = os.open(state / "lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StateLocked(f"{state} is in use by another certdrop process") from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StateLocked(f"{state} is in use by another certdrop process") from None
+                time.sleep(0.05)
         yield
     finally:
         os.close(fd)
@@ -75,14 +86,28 @@ def open_context(
 
 @contextlib.contextmanager
 def reading(config: configuration.Config) -> Iterator[Inventory]:
-    """The inventory opened read-only, whether or not the daemon runs (an empty one
-    before the first drop): for commands that only look."""
+    """The inventory to read, for commands that only look (an empty one before the
+    first drop). Without a daemon the state lock is held while reading, so the database
+    can be read without leaving -wal/-shm files behind: nothing in state/ changes."""
     database = config.state / "inventory.sqlite3"
-    inventory = Inventory(database, readonly=True) if database.exists() else Inventory.empty()
-    try:
-        yield inventory
-    finally:
-        inventory.close()
+    if not database.exists():
+        inventory = Inventory.empty()
+        try:
+            yield inventory
+        finally:
+            inventory.close()
+        return
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(state_lock(config.state))
+            exclusive = True
+        except StateLocked:  # the daemon owns it: read beside it, as any reader does
+            exclusive = False
+        inventory = Inventory.reader(database, exclusive=exclusive)
+        try:
+            yield inventory
+        finally:
+            inventory.close()
 
 
 @contextlib.contextmanager

@@ -136,6 +136,24 @@ class Inventory:
         return cls(Path(":memory:"))
 
     @classmethod
+    def reader(cls, path: Path, *, exclusive: bool) -> Inventory:
+        """The database at ``path`` to read. ``exclusive`` (the caller holds the state
+        lock): read as immutable, which leaves no -wal/-shm files behind, or from a private
+        copy when a crash left commits in the WAL. Otherwise read-only beside the daemon."""
+        wal = Path(f"{path}-wal")
+        if not exclusive:
+            return cls(path, readonly=True)
+        if wal.exists() and wal.stat().st_size > 0:
+            return cls.private_copy(path, exclusive=True)
+        found = cls.__new__(cls)
+        found.path = path
+        found.db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro&immutable=1", uri=True)
+        found.db.row_factory = sqlite3.Row
+        columns = {r[1] for r in found.db.execute("PRAGMA table_info(services)")}
+        found._managed = "managed" if "managed" in columns else "1 AS managed"
+        return found
+
+    @classmethod
     def private_copy(cls, path: Path, *, exclusive: bool) -> Inventory:
         """An in-memory copy of the database at ``path``, to try changes on and throw
         away (``certdrop inspect``); reading it changes no byte in the state folder.
