@@ -92,3 +92,15 @@ def test_a_long_japanese_cell_is_clipped_to_its_column() -> None:
     assert shown.endswith("…") and wcwidth.wcswidth(shown) <= 48
     heads = columns_of(header, ["NAME", "STATUS", "SUBJECT", "EXPIRES"])
     assert columns_of(row, ["x", "unused", shown, "-"]) == heads
+
+
+def test_the_escaper_looks_at_every_invisible_character_python_knows() -> None:
+    """Every code point of an INVISIBLE category (past the C0 controls json escapes
+    itself) is within the escaper's candidate blocks, for this Python's Unicode."""
+    missed = [
+        f"U+{code:04X}"
+        for code in range(0x7F, 0x110000)
+        if unicodedata.category(chr(code)) in INVISIBLE
+        and not jsontext._CANDIDATE.fullmatch(chr(code))
+    ]
+    assert missed == []

@@ -27,6 +27,8 @@ def _escape(ch: str) -> str:
 
 def width(text: str) -> int:
     """Columns ``text`` takes on a terminal (``safe`` text: every character printable)."""
+    if text.isascii():
+        return len(text)  # printable ASCII: one column each (the common case, fast)
     found = wcwidth.wcswidth(text)
     return found if found >= 0 else sum(max(wcwidth.wcwidth(c), 0) for c in text)
 
