@@ -104,3 +104,22 @@ def test_the_escaper_looks_at_every_invisible_character_python_knows() -> None:
         and not jsontext._CANDIDATE.fullmatch(chr(code))
     ]
     assert missed == []
+
+
+def test_run_prints_events_as_readable_inert_lines() -> None:
+    """`certdrop run` on a terminal: the start line says what is watched and how many
+    drops wait; other events become `time event key=value` with controls escaped."""
+    from certdrop.cli.run import readable
+
+    started = readable(jsontext.dumps({
+        "ts": "2026-01-02T03:04:05Z", "level": "info", "event": "daemon.started",
+        "inbox": "/srv/inbox", "state": "/var/lib/certdrop", "config": "c.toml",
+        "waiting": 2, "services": ["web"],
+    }))  # fmt: skip
+    assert started.startswith("03:04:05 certdrop watches /srv/inbox for drops (2 waiting)")
+    line = readable(jsontext.dumps({
+        "ts": "2026-01-02T03:04:06Z", "level": "warning", "event": "drop.rejected",
+        "file": "本番 証明書\x1b[2J.pem", "code": "truncated", "reason": "cut off",
+    }))  # fmt: skip
+    assert line.startswith("03:04:06 WARN drop.rejected file=")
+    assert "本番 証明書" in line and "\x1b" not in line and "code=truncated" in line
