@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import select
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from certdrop.daemon import state as daemon_state
 from certdrop.pki import keys
 from certdrop.store.inventory import Inventory
 from support.cli import INTERMEDIATE, Workspace, bundle, leaf
@@ -319,3 +322,30 @@ def test_renew_through_a_running_daemon(
     d.wait_for("renewal.started", cert="gw", by="renew")
     d.wait_for("renewal.handed_off", cert="gw")
     assert d.stop() == 0
+
+
+def test_a_slow_reader_of_status_does_not_hold_the_state(tmp_path: Path) -> None:
+    """`certdrop status --json | less`: once output flows, certdrop no longer holds the
+    state lock, although the reader has not taken it all (so a daemon can start)."""
+    ws = workspace(tmp_path)
+    big = issue("big", ec_key(790), INTERMEDIATE, sans=[f"h{i}.example.test" for i in range(8000)])
+    ws.drop("big.pem", big.pem + INTERMEDIATE.pem + big.key_pem())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "certdrop", "--config", str(ws.config_path), "status", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready and proc.poll() is None  # writing, and blocked on the full pipe
+        with daemon_state.state_lock(ws.state):  # at once: nobody holds it
+            pass
+        assert proc.poll() is None
+        data = json.loads(proc.stdout.read())
+        assert len(data["certificates"][0]["sans"]) == 8000  # some 200 kB: more than a pipe holds
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stdout.close()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 from datetime import timedelta
 
 from certdrop import config as configuration
@@ -86,10 +88,19 @@ def show_status(config: configuration.Config, args: argparse.Namespace) -> int:
     chosen = selection(config, args)
     if chosen == snapshot.Selection():
         chosen = snapshot.EVERYTHING
-    with reading(config) as inventory:
-        if args.json:
-            sys.stdout.flush()
-            snapshot.write_json(sys.stdout.buffer, config, inventory, chosen)
-        else:
-            sys.stdout.write(render(snapshot.snapshot(config, inventory, chosen)))
+    # The state is held only while it is read: the JSON is streamed into a spool (memory
+    # up to 16 MiB, then a private temp file), the table made, and printed only after,
+    # so a slow reader of our output (a pager) never keeps a daemon from starting.
+    with tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024) as spool:
+        with reading(config) as inventory:
+            if args.json:
+                snapshot.write_json(spool, config, inventory, chosen)
+            else:
+                data = snapshot.snapshot(config, inventory, chosen)
+        if not args.json:
+            sys.stdout.write(render(data))
+            return 0
+        spool.seek(0)
+        sys.stdout.flush()
+        shutil.copyfileobj(spool, sys.stdout.buffer)
     return 0

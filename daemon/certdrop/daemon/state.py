@@ -88,7 +88,9 @@ def open_context(
 def reading(config: configuration.Config) -> Iterator[Inventory]:
     """The inventory to read, for commands that only look (an empty one before the
     first drop). Without a daemon the state lock is held while reading, so the database
-    can be read without leaving -wal/-shm files behind: nothing in state/ changes."""
+    can be read without leaving -wal/-shm files behind: nothing in state/ changes. Read
+    inside the block and print after it: a daemon starting meanwhile waits for the lock
+    (LOCK_WAIT_SECONDS), a pager reading our output must not hold it."""
     database = config.state / "inventory.sqlite3"
     if not database.exists():
         inventory = Inventory.empty()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal
+from typing import IO, Any, Literal
 
 from certdrop import jsontext
 from certdrop.config import Config
@@ -63,7 +63,7 @@ def snapshot(
 
 
 def write_json(
-    out: BinaryIO, config: Config, inventory: Inventory, selection: Selection = EVERYTHING
+    out: IO[bytes], config: Config, inventory: Inventory, selection: Selection = EVERYTHING
 ) -> None:
     """Write the snapshot as JSON one certificate at a time: memory stays flat at
     100,000 certificates, where the whole object would cost hundreds of MiB."""
