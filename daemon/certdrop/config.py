@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grp
 import pwd
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,6 +61,9 @@ class Config:
     renewal_timeout_seconds: float = 300.0
     renewal_retry_base_seconds: float = 300.0
     metrics_listen: str = ""
+    # A group whose members may read the snapshot (status.json) and run the read-only
+    # commands; "" keeps the state folder root-only (0700).
+    state_group: str = ""
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
 
     @property
@@ -81,6 +85,29 @@ def locate(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Path 
     return default if default.is_file() else None
 
 
+def state_folder(path: Path) -> Path | None:
+    """The state folder a config file names, read leniently: for ``certdrop reload``,
+    which must reach the running daemon even when the file it is to re-read is broken
+    (the daemon then refuses it and says why). None when even that cannot be told."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    try:
+        value = tomllib.loads(text).get("state", "state")
+    except tomllib.TOMLDecodeError:
+        value = "state"
+        for line in text.splitlines():  # top-level keys come before the first [table]
+            if line.lstrip().startswith("["):
+                break
+            match = re.fullmatch(r"\s*state\s*=\s*\"([^\"\\]*)\"\s*(#.*)?", line)
+            if match:
+                value = match.group(1)
+    if not isinstance(value, str) or not value:
+        return None
+    return (path.resolve().parent / value).resolve()
+
+
 def load(path: Path | None, cwd: Path) -> Config:
     """Read and validate the config at ``path`` (None = the embedded defaults)."""
     if path is None:
@@ -89,6 +116,15 @@ def load(path: Path | None, cwd: Path) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(str(path), ["file not found; create it or pass --config"]) from None
+    except PermissionError:
+        raise ConfigError(
+            str(path),
+            [
+                "cannot be read by this user (permission denied); run as root, or let a "
+                "monitoring group read it (chgrp GROUP FILE; chmod 0640 FILE: it holds no "
+                "secrets, only paths)"
+            ],
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), [f"cannot be read ({exc.__class__.__name__})"]) from None
     except tomllib.TOMLDecodeError as exc:
@@ -141,7 +177,18 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
     problems: list[str] = []
     top = _Reader(problems, "", data)
     top.unknown(
-        {"inbox", "state", "outbox", "intake", "trust", "expiry", "renewal", "metrics", "services"}
+        {
+            "inbox",
+            "state",
+            "outbox",
+            "state_group",
+            "intake",
+            "trust",
+            "expiry",
+            "renewal",
+            "metrics",
+            "services",
+        }
     )
 
     def path(value: str) -> Path:
@@ -151,6 +198,15 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
     state = path(top.string("state", "state"))
     outbox_value = top.string("outbox", "")
     outbox = path(outbox_value) if outbox_value else state / "outbox"
+    state_group = top.string("state_group")
+    if state_group:
+        try:
+            grp.getgrnam(state_group)
+        except KeyError:
+            problems.append(
+                f"state_group: there is no group {state_group!r}; create it "
+                f"(groupadd --system {state_group}) or fix the name"
+            )
 
     intake = _Reader(problems, "intake.", top.table_of("intake"))
     intake.unknown({"max_file_bytes", "passphrase_files"})
@@ -219,6 +275,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
         renewal_timeout_seconds=renew_timeout,
         renewal_retry_base_seconds=retry_base,
         metrics_listen=listen,
+        state_group=state_group,
         services=services,
     )
 

@@ -1,12 +1,14 @@
 """``certdrop`` command line: ``main(argv=None)`` returns the exit code.
 
-Exit codes: 0 success; 1 a user error (one line on stderr, no traceback); ``check``
-also 2 for expired certificates or overdue renewals; 141 when the reader of our output
-went away (``certdrop status --json | head``), quietly, as a shell pipeline expects.
+Exit codes: 0 success; 1 a user error (one line on stderr, no traceback); ``check`` is a
+Nagios plugin: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (its errors included); 141 when
+the reader of our output went away (``certdrop status --json | head``), quietly, as a
+shell pipeline expects.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import sys
@@ -24,6 +26,7 @@ from certdrop.cli import (
     export,
     held,
     inspect,
+    reload,
     rename,
     renew,
     run,
@@ -31,8 +34,15 @@ from certdrop.cli import (
     status,
     unassign,
 )
-from certdrop.cli.common import Handler, Parser, Subparsers, completes_files
-from certdrop.errors import UserError
+from certdrop.cli.common import (
+    ConfigFallback,
+    ErrorHandler,
+    Handler,
+    Parser,
+    Subparsers,
+    completes_files,
+)
+from certdrop.errors import ConfigError, UserError, permission_message
 
 # Every sub-command, in the order `certdrop --help` lists them.
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
@@ -45,6 +55,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     unassign.add_parser,
     check.add_parser,
     renew.add_parser,
+    reload.add_parser,
     csr.add_parser,
     export.add_parser,
     rename.add_parser,
@@ -74,7 +85,16 @@ def build_parser() -> Parser:
     )
     for add in COMMANDS:
         add(sub)
+    parser.commands = sub.choices
     return parser
+
+
+def _failed(message: str, args: argparse.Namespace) -> int:
+    on_error: ErrorHandler | None = getattr(args, "on_error", None)
+    if on_error is not None:
+        return on_error(message, args)
+    print(f"certdrop: {message}", file=sys.stderr)
+    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,24 +109,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # said by the command's own parser: `check` exits 3 for it, like a plugin
+            command = parser.commands.get(args.command, parser)
+            command.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # --help (0) or a bad argument (1, one line on stderr)
         return exc.code if isinstance(exc.code, int) else 1
     old_umask = os.umask(0o077)  # keys and the database are private from their first byte
     try:
         args.config_path = configuration.locate(args.config, os.environ, Path.cwd())
-        if getattr(args, "config_free", False):
-            config = configuration.load(None, Path.cwd())
-        else:
-            config = configuration.load(args.config_path, Path.cwd())
+        try:
+            path = None if getattr(args, "config_free", False) else args.config_path
+            config = configuration.load(path, Path.cwd())
+        except ConfigError as exc:
+            # `reload` still reaches the daemon with a broken file, to have it refused there.
+            fallback: ConfigFallback | None = getattr(args, "on_config_error", None)
+            if fallback is None:
+                raise
+            return fallback(exc, args)
         handler: Handler = args.handler
         code = handler(config, args)
         sys.stdout.flush()  # here, so a closed pipe is caught here and not at exit
         return code
     except UserError as exc:
-        print(f"certdrop: {exc}", file=sys.stderr)
-        return 1
+        return _failed(str(exc), args)
+    except PermissionError as exc:
+        # A monitor without the state_group: one line naming the path, never a traceback.
+        return _failed(permission_message(exc), args)
     except KeyboardInterrupt:
         return 130
     finally:

@@ -1,14 +1,20 @@
-"""``certdrop status [PATTERN] [filters] [--json]``: certificates, held pieces and services."""
+"""``certdrop status [PATTERN] [filters] [--json]``: certificates, held pieces and services.
+
+Read from the inventory (read-only) by whoever may open it, else from status.json: a
+member of ``state_group`` sees the snapshot the daemon last wrote (filtered the same way).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
 from datetime import timedelta
 
 from certdrop import config as configuration
+from certdrop import jsontext
 from certdrop.cli.common import Subparsers, add_json, command
 from certdrop.cli.table import render
 from certdrop.clock import iso, utc_now
@@ -88,6 +94,9 @@ def show_status(config: configuration.Config, args: argparse.Namespace) -> int:
     chosen = selection(config, args)
     if chosen == snapshot.Selection():
         chosen = snapshot.EVERYTHING
+    database = config.state / "inventory.sqlite3"
+    if database.exists() and not os.access(database, os.R_OK):
+        return _from_snapshot(config, args, chosen)
     # The state is held only while it is read: the JSON is streamed into a spool (memory
     # up to 16 MiB, then a private temp file), the table made, and printed only after,
     # so a slow reader of our output (a pager) never keeps a daemon from starting.
@@ -103,4 +112,25 @@ def show_status(config: configuration.Config, args: argparse.Namespace) -> int:
         spool.seek(0)
         sys.stdout.flush()
         shutil.copyfileobj(spool, sys.stdout.buffer)
+    return 0
+
+
+def _from_snapshot(
+    config: configuration.Config, args: argparse.Namespace, chosen: snapshot.Selection
+) -> int:
+    """The database is root-only: show status.json (0640 for the state_group)."""
+    try:
+        data = snapshot.read_json(config.status_json)
+    except FileNotFoundError:
+        raise UserError(
+            f"{config.state / 'inventory.sqlite3'} is root-only and {config.status_json} "
+            "does not exist yet; run as root, or start the daemon once"
+        ) from None
+    except ValueError as exc:
+        raise UserError(f"{config.status_json} cannot be read: {exc}") from None
+    data = snapshot.select(data, chosen)
+    if args.json:
+        print(jsontext.dumps(data))
+    else:
+        sys.stdout.write(render(data))
     return 0

@@ -8,14 +8,18 @@ so no handler ever runs inside the worker's transactions.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+from certdrop import __version__
 from certdrop import config as configuration
+from certdrop.clock import iso, utc_now
 from certdrop.daemon import watcher
 from certdrop.daemon.control import ControlServer
 from certdrop.daemon.features import Feature, features
@@ -25,9 +29,11 @@ from certdrop.daemon.state import (
     Context,
     open_context,
     prepare_folders,
+    share_state,
+    state_gid,
     state_lock,
 )
-from certdrop.daemon.worker import Worker
+from certdrop.daemon.worker import Job, Worker
 from certdrop.errors import UserError
 from certdrop.files import remove_stale_temps
 from certdrop.renewal.expiry_check import ExpiryCheck
@@ -96,6 +102,9 @@ class Daemon:
         self.config_path = config_path
         self.observer: threading.Thread | None = None
         self.inbox_id: tuple[int, int] | None = None  # (st_dev, st_ino) the watcher watches
+        self.control: ControlServer | None = None
+        self.started_at = utc_now()
+        self.ready = threading.Event()  # set once the start-up reconcile has run
 
     @property
     def config(self) -> configuration.Config:
@@ -104,7 +113,13 @@ class Daemon:
     def run(self) -> int:
         ctx, worker = self.ctx, self.worker
         config = ctx.config
-        control = ControlServer(config.state / "control.sock", ctx, worker)
+        control = self.control = ControlServer(
+            config.state / "control.sock",
+            ctx,
+            worker,
+            {"health": self._health_request, "reload": self._reload_request},
+            gid=state_gid(config),
+        )
         control.start()
         # Everything is queued before the worker starts, so daemon.started (what is
         # watched, how many drops wait) is the first line, before any drop's.
@@ -128,15 +143,19 @@ class Daemon:
             services=sorted(config.services),
         )
         worker.start()
-        notify("READY=1")
+        # READY=1 waits for the start-up reconcile: queued behind the recover job (whose
+        # after_recover hooks reload and probe every service), so `systemctl start`
+        # returns when the services were brought in line, as the unit promises.
+        worker.submit("ready", self._ready)
         pinger = self._start_watchdog()
         sig: int = signal.SIGTERM
         try:
             while True:
                 sig = signal.sigwait(HANDLED)
                 if sig == signal.SIGHUP:
-                    notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
-                    worker.submit("reload", self._reload_then_ready)
+                    # Refusals are logged (daemon.reload_refused); `certdrop reload` is
+                    # the way that answers.
+                    self._begin_reload()
                     continue
                 break
         finally:
@@ -158,7 +177,13 @@ class Daemon:
         for feature in self.features:
             feature.after_recover()
 
-    def _reload(self) -> None:
+    def _ready(self) -> None:
+        self.ready.set()
+        notify("READY=1")
+
+    def _reload(self) -> str:
+        """Re-read the config file; returns what took effect, raises UserError (logged as
+        daemon.reload_refused) when the new file is refused and the old one stays."""
         try:
             new = configuration.load(self.config_path, Path.cwd())
             if (new.inbox, new.state) != (self.config.inbox, self.config.state):
@@ -169,19 +194,60 @@ class Daemon:
                 reason=str(exc),
                 detail="the previous configuration stays in force",
             )
-            return
+            raise UserError(f"reload refused, the previous configuration stays: {exc}") from None
         self.ctx.config = new
         self.ctx.intake.reconfigure(new)
+        share_state(new)
+        if self.control is not None:
+            self.control.share(state_gid(new))
         self.worker.changed()
         self.ctx.log.info("daemon.reloaded", config=new.source, services=sorted(new.services))
         for feature in self.features:
             feature.after_reload()
+        services = ", ".join(sorted(new.services)) or "none"
+        return f"reloaded {new.source} (services: {services})"
 
-    def _reload_then_ready(self) -> None:
+    def _begin_reload(self) -> Job:
+        # RELOADING=1 at once, as Type=notify-reload wants; READY=1 when the job ended.
+        notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        return self.worker.submit("reload", self._reload_then_ready)
+
+    def _reload_then_ready(self) -> str:
         try:
-            self._reload()
+            return self._reload()
         finally:
             notify("READY=1")  # ends systemd's "reloading", whether it took or was refused
+
+    # -- control requests (a control thread) ----------------------------------------
+    def _reload_request(self, args: dict[str, Any]) -> str:
+        """``certdrop reload``: reload on the worker and answer with the outcome."""
+        job = self._begin_reload()
+        job.done.wait()
+        if job.error is not None:
+            raise UserError(job.error)
+        return str(job.result)
+
+    def _health_request(self, args: dict[str, Any]) -> str:
+        """``certdrop check --daemon``: answered here, not on the worker, so a stuck
+        worker is reported rather than waited for."""
+        return json.dumps(self.health_report())
+
+    def health_report(self) -> dict[str, object]:
+        problem = self.health()
+        busy = self.worker.busy
+        return {
+            "healthy": problem is None,
+            "problem": problem,
+            "pid": os.getpid(),
+            "version": __version__,
+            "config": self.config.source,
+            "started": iso(self.started_at),
+            "ready": self.ready.is_set(),
+            "queued": self.worker.queue.qsize(),
+            "busy": None
+            if busy is None
+            else {"job": busy[0], "seconds": round(time.monotonic() - busy[1], 1)},
+        }
 
     # -- the systemd watchdog -------------------------------------------------------
     def stall_seconds(self) -> float:

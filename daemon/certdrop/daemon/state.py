@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import grp
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -45,10 +46,41 @@ def state_lock(state: Path, *, wait: float = 0.0) -> Iterator[None]:
         os.close(fd)
 
 
+def state_gid(config: configuration.Config) -> int | None:
+    """The gid of ``state_group`` (None when unset or, since the config was read, gone)."""
+    if not config.state_group:
+        return None
+    try:
+        return grp.getgrnam(config.state_group).gr_gid
+    except KeyError:
+        return None
+
+
+def share_state(config: configuration.Config) -> None:
+    """Give the state folder to ``state_group`` (0750) or keep it private (0700).
+
+    Only the folder and status.json (0640, see :func:`write_status_json`) open up to the
+    group: the database, its WAL, the status log, the lock, ``deployed/`` and every key
+    stay 0600/0700 root, so a member can traverse and read the snapshot, nothing more.
+    """
+    gid = state_gid(config)
+    if gid is None:
+        private_dir(config.state)
+        return
+    st = os.stat(config.state)
+    if st.st_gid != gid:
+        os.chown(config.state, -1, gid)
+    if st.st_mode & 0o777 != 0o750:
+        # The group may enter and list; the files inside keep their own (mostly 0600) modes.
+        os.chmod(config.state, 0o750)  # noqa: S103
+
+
 def prepare_folders(config: configuration.Config) -> None:
-    """Create the state (0700), inbox (0700: drops carry keys) and outbox (0755) folders
-    if they are missing, each with its mode from the start whatever the umask."""
+    """Create the state (0700, or 0750 for ``state_group``), inbox (0700: drops carry
+    keys) and outbox (0755) folders if they are missing, each with its mode from the
+    start whatever the umask."""
     private_dir(config.state)
+    share_state(config)
     config.inbox.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not config.outbox.is_dir():
         config.outbox.mkdir(mode=0o755, parents=True)
@@ -56,8 +88,11 @@ def prepare_folders(config: configuration.Config) -> None:
 
 
 def write_status_json(config: configuration.Config, inventory: Inventory) -> None:
-    """Rewrite status.json atomically, streamed (0644: no secrets; monitors read it)."""
-    with replacing(config.status_json, 0o644) as out:
+    """Rewrite status.json atomically, streamed. It holds no secrets: 0640 for the
+    ``state_group`` (monitors read it), else 0644 inside the 0700 folder (root only)."""
+    gid = state_gid(config)
+    mode, group = (0o644, -1) if gid is None else (0o640, gid)
+    with replacing(config.status_json, mode, group) as out:
         snapshot.write_json(out, config, inventory)
 
 
@@ -103,7 +138,9 @@ def reading(config: configuration.Config) -> Iterator[Inventory]:
         try:
             held.enter_context(state_lock(config.state))
             exclusive = True
-        except StateLocked:  # the daemon owns it: read beside it, as any reader does
+        except (StateLocked, PermissionError):
+            # The daemon owns it, or a state_group monitor may not take it: read beside,
+            # as any reader does.
             exclusive = False
         inventory = Inventory.reader(database, exclusive=exclusive)
         try:
@@ -123,7 +160,7 @@ def rehearsing(config: configuration.Config) -> Iterator[Inventory]:
         try:
             with state_lock(config.state):  # no daemon: nobody else has the database open
                 inventory = Inventory.private_copy(database, exclusive=True)
-        except StateLocked:
+        except (StateLocked, PermissionError):
             inventory = Inventory.private_copy(database, exclusive=False)
     try:
         yield inventory

@@ -298,7 +298,10 @@ class Renewer:
         attempts = renewal.attempts + 1
         delay = expiry.retry_delay(attempts, self.ctx.config.renewal_retry_base_seconds)
         renewal = self._save(
-            renewal.but(state="pending", attempts=attempts, next_attempt=now + delay, detail=reason)
+            renewal.but(
+                state="pending", attempts=attempts, next_attempt=now + delay, detail=reason
+            ),
+            failed=stage,
         )
         extra: dict[str, Any] = {}
         if finished is not None:
@@ -340,6 +343,7 @@ class Renewer:
                     attempt=renewal.attempts + 1,
                     reason=detail,
                 )
+                return self._save(renewal.but(state="handed_off", detail=detail), failed="deploy")
             return self._save(renewal.but(state="handed_off", detail=detail))
         failed = [r for r in results if r.state != "ok"]
         detail = (
@@ -379,9 +383,12 @@ class Renewer:
             f"{renewal.request or '(none)'} stays in the inventory",
         )
 
-    def _save(self, renewal: Renewal) -> Renewal:
+    def _save(self, renewal: Renewal, *, failed: str | None = None) -> Renewal:
+        """Store the renewal; ``failed`` names the stage of a failure to count with it."""
         with self.ctx.inventory.transaction():
             ledger.save(self.ctx.inventory, renewal)
+            if failed is not None:
+                ledger.count_failure(self.ctx.inventory, failed)
         self.jobs.changed()  # status.json is rewritten once the queue is idle
         return renewal
 

@@ -3,6 +3,11 @@
 structlog runs a pipeline of small processors configured here, at the edge, and bound to
 one log file; nothing is configured globally, so several instances can share a process
 (the tests do).
+
+Under systemd the lines are echoed to stderr. When stderr is the journal itself
+(``$JOURNAL_STREAM`` names its device and inode, see systemd.exec(5)) each echoed line
+starts with the ``<N>`` syslog priority of its level (sd-daemon(3)), so
+``journalctl -p warning`` shows rejections and errors; the file never carries a prefix.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,6 +28,21 @@ from certdrop.clock import iso, utc_now
 
 # Field names that must never carry secrets; a value under one of them is replaced.
 SECRET_FIELDS = frozenset({"key", "key_pem", "private_key", "password", "passphrase", "pem"})
+# sd-daemon(3) prefixes: the syslog priority of each level.
+PRIORITIES = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+
+
+def is_journal(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """True when ``stream`` is the journal stream systemd connected (JOURNAL_STREAM is
+    ``DEV:INODE`` of it; a redirected stderr inherits the variable but not the inode)."""
+    expected = environ.get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return expected == f"{st.st_dev}:{st.st_ino}"
 
 
 class StatusLogFile:
@@ -37,10 +57,13 @@ class StatusLogFile:
         path: Path,
         echo: TextIO | None = None,
         show: Callable[[str], None] | None = None,
+        *,
+        prefix: bool = False,
     ) -> None:
         self.path = path
         self.echo = echo
         self.show = show  # e.g. `certdrop run` on a terminal: each line, readable
+        self.prefix = prefix  # echo with the <N> priority prefix (stderr is the journal)
         self._lock = threading.Lock()
         self._file: TextIO | None = None
         self._inode: tuple[int, int] | None = None
@@ -54,7 +77,7 @@ class StatusLogFile:
         self._inode = (st.st_dev, st.st_ino)
         return file
 
-    def msg(self, message: str) -> None:
+    def msg(self, message: str, level: str = "info") -> None:
         with self._lock:
             try:
                 st = os.stat(self.path)
@@ -68,7 +91,8 @@ class StatusLogFile:
             self._file.write(message + "\n")
             self._file.flush()
             if self.echo is not None:
-                self.echo.write(message + "\n")
+                head = f"<{PRIORITIES.get(level, 6)}>" if self.prefix else ""
+                self.echo.write(head + message + "\n")
                 self.echo.flush()
             if self.show is not None:
                 self.show(message)
@@ -103,10 +127,14 @@ def _order(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return {**head, **event_dict}
 
 
-def _render(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
+def _render(
+    _: WrappedLogger, __: str, event_dict: EventDict
+) -> tuple[tuple[str], dict[str, str]]:
     # UTF-8 text (本番, not \u672c\u756a); controls, ANSI escapes, bidi overrides and odd
     # bytes stay \u escapes (certdrop.jsontext).
-    return jsontext.dumps(event_dict, default=str, separators=(", ", ": "))
+    line = jsontext.dumps(event_dict, default=str, separators=(", ", ": "))
+    # structlog passes (args, kwargs) on to the sink: the level travels beside the line.
+    return (line,), {"level": str(event_dict.get("level", "info"))}
 
 
 Logger = structlog.typing.FilteringBoundLogger
@@ -143,10 +171,13 @@ def open_log(
     path: Path, *, echo: bool | None = None, show: Callable[[str], None] | None = None
 ) -> tuple[Logger, StatusLogFile]:
     """A bound logger writing the status log at ``path``; each JSON line also to stderr
-    when ``echo`` (None: under systemd), and to ``show`` when given."""
+    when ``echo`` (None: under systemd, or when stderr is the journal), and to ``show``
+    when given (`certdrop run` on a terminal)."""
+    journal = is_journal(sys.stderr, os.environ)
     if echo is None:
-        echo = show is None and not sys.stderr.isatty() and "INVOCATION_ID" in os.environ
-    sink = StatusLogFile(path, sys.stderr if echo else None, show)
+        under_systemd = not sys.stderr.isatty() and "INVOCATION_ID" in os.environ
+        echo = show is None and (journal or under_systemd)
+    sink = StatusLogFile(path, sys.stderr if echo else None, show, prefix=journal)
     logger: Logger = structlog.wrap_logger(
         sink,
         processors=[_level, _redact, _timestamp, _order, _render],

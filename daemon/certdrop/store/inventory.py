@@ -73,6 +73,12 @@ CREATE TABLE IF NOT EXISTS warnings (
     at TEXT NOT NULL,
     PRIMARY KEY (sha256, threshold)
 );
+-- Monotonic counts the metrics report (e.g. renewal failures by stage), kept with the
+-- state so a restart does not reset them.
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS renewals (
     cert TEXT PRIMARY KEY,
     request TEXT NOT NULL,
@@ -427,10 +433,30 @@ class Inventory:
             (claim, file, result, code or None, reason or None, at),
         )
 
-    def drop_counts(self) -> dict[str, int]:
-        """How many drops ended in each result (accepted, held, rejected), ever."""
-        rows = self.db.execute("SELECT result, COUNT(*) FROM drops GROUP BY result")
-        return {str(result): int(count) for result, count in rows}
+    def drop_counts_by_code(self) -> dict[tuple[str, str], int]:
+        """How many drops ended in each (result, rejection code), ever; code "" when the
+        drop was not rejected."""
+        rows = self.db.execute(
+            "SELECT result, coalesce(code, ''), COUNT(*) FROM drops GROUP BY result, code"
+        )
+        return {(str(result), str(code)): int(count) for result, code, count in rows}
+
+    # -- counters -------------------------------------------------------------------
+    def bump(self, name: str, by: int = 1) -> None:
+        """Add ``by`` to the counter ``name`` (inside the caller's transaction)."""
+        self.db.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            (name, by),
+        )
+
+    def counters(self) -> dict[str, int]:
+        """Every counter by name (empty for a database made before counters existed)."""
+        try:
+            rows = self.db.execute("SELECT name, value FROM counters").fetchall()
+        except sqlite3.OperationalError:  # an older database opened read-only
+            return {}
+        return {str(name): int(value) for name, value in rows}
 
     def integrity_ok(self) -> bool:
         return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")

@@ -7,8 +7,10 @@ name pattern) and sorts by; the daemon's status.json always holds everything.
 from __future__ import annotations
 
 import fnmatch
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any, Literal
 
 from certdrop import jsontext
@@ -73,6 +75,33 @@ def write_json(
     out.write(b'\n],\n"held": ' + jsontext.encode(held(inventory)))
     out.write(b',\n"services": ' + jsontext.encode(services(config, inventory, selection.service)))
     out.write(b"}\n")
+
+
+def select(data: dict[str, Any], selection: Selection) -> dict[str, Any]:
+    """A snapshot read from status.json, filtered and sorted as ``selection`` says."""
+    if selection is EVERYTHING:
+        return data
+    served = frozenset(
+        s["sha256"]
+        for s in data["services"]
+        if s.get("name") == selection.service and s.get("sha256")
+    )
+    certs = [c for c in data["certificates"] if selection.keeps(c, served)]
+    if selection.sort == "expiry":
+        certs.sort(key=lambda c: (c["not_after"] is None, c["not_after"] or "", c["name"]))
+    services = [s for s in data["services"] if selection.service in (None, s.get("name"))]
+    return {**data, "certificates": certs, "services": services}
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The snapshot status.json holds: what a reader without the database sees (a
+    ``state_group`` member). Raises OSError (e.g. PermissionError) or ValueError."""
+    data = json.loads(path.read_bytes())
+    if not isinstance(data, dict) or not isinstance(data.get("certificates"), list):
+        raise ValueError(f"{path} is not a certdrop status snapshot")
+    data.setdefault("held", [])
+    data.setdefault("services", [])
+    return data
 
 
 def certificates(
