@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 from certdrop.errors import ConfigError
 from certdrop.limits import DEFAULT_LIMITS, Limits
-from certdrop.pki.names import name_problem
+from certdrop.pki import domains
+from certdrop.pki.names import service_name_problem
 from certdrop.pki.trust import DEFAULT_PROFILE, PROFILES, HostnameError, subject_for
 
 ROLES = ("https", "smtp-server", "smtp-client")
@@ -257,7 +258,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
         if not isinstance(table, dict):
             problems.append(f"services.{name} must be a table")
             continue
-        if name_problem(name) is not None:
+        if service_name_problem(name) is not None:
             problems.append(
                 f"services.{name!r}: a service name must be 1-64 letters, digits, '.', '_' "
                 "or '-', starting with a letter or digit; rename the table"
@@ -415,6 +416,13 @@ def _service(
             'so no handshake can prove it; set probe = ""'
         )
     hostname = r.string("hostname")
+    if hostname and not hostname.isascii():
+        try:
+            hostname = domains.to_ascii(hostname)  # 例え.jp -> xn--r8jz45g.jp (IDNA, UTS 46)
+        except ValueError as exc:
+            problems.append(
+                f"{where}hostname {hostname!r} is not a valid domain name (IDNA): {exc}"
+            )
     try:
         if hostname:
             subject_for(hostname)

@@ -10,13 +10,13 @@ this module only renders it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from certdrop import config as configuration
-from certdrop.cli.common import Subparsers
+from certdrop import jsontext
+from certdrop.cli.common import Subparsers, add_json, command, print_json
 from certdrop.cli.table import safe
 from certdrop.daemon.preflight import checkup
 
@@ -110,13 +110,22 @@ def _certificate_line(c: dict[str, Any], checked_at: str) -> str:
 
 
 def add_parser(sub: Subparsers) -> None:
-    parser = sub.add_parser(
+    parser = command(
+        sub,
         "check",
-        help="preflight and expiry check (a Nagios plugin): exit 0 OK, 1 WARNING, "
-        "2 CRITICAL, 3 UNKNOWN",
+        "preflight and expiry check (a Nagios plugin): exit 0 OK .. 3 UNKNOWN",
+        "Check expiry and renewals of every certificate in use, and the setup (config, "
+        "folders, trust bundle, passphrase files, service folders, owners and reload "
+        "programs, renewal.command), as a Nagios/Icinga plugin: exit 0 OK, 1 WARNING, "
+        "2 CRITICAL, 3 UNKNOWN, the summary and perfdata on the first line. Read-only.",
+        """
+        certdrop check
+        certdrop check --probe --daemon      # also a TLS handshake per service, daemon health
+        certdrop check --json | jq '.preflight[] | select(.level != "ok")'
+        """,
         usage_error_code=3,  # a plugin's bad argument is UNKNOWN, not WARNING
     )
-    parser.add_argument("--json", action="store_true", help="print the JSON object")
+    add_json(parser)
     parser.add_argument(
         "--probe", action="store_true", help="also do a TLS handshake with each probe target"
     )
@@ -131,7 +140,7 @@ def add_parser(sub: Subparsers) -> None:
 def _check(config: configuration.Config, args: argparse.Namespace) -> int:
     data = checkup(config, probe=args.probe, daemon=args.daemon)
     if args.json:
-        print(json.dumps(data, indent=1, ensure_ascii=True))
+        print_json(data)
     else:
         sys.stdout.write(render(data, config.warn_days))
     return int(data["exit_code"])
@@ -141,7 +150,7 @@ def unknown(message: str, args: argparse.Namespace) -> int:
     """What ``main`` calls when the check cannot even start (the config does not load,
     a file this user may not read): UNKNOWN, on stdout where a monitor reads it."""
     if getattr(args, "json", False):
-        print(json.dumps({"status": "unknown", "exit_code": 3, "error": message}))
+        print(jsontext.dumps({"status": "unknown", "exit_code": 3, "error": message}))
     else:
         print(f"CERTDROP UNKNOWN - {text(message)}")
     return 3

@@ -11,14 +11,23 @@ import argparse
 from pathlib import Path
 
 from certdrop import config as configuration
-from certdrop.cli.common import Subparsers
+from certdrop.cli.common import Subparsers, command
 from certdrop.daemon import control
 from certdrop.errors import ConfigError, UserError
 
 
 def add_parser(sub: Subparsers) -> None:
-    parser = sub.add_parser(
-        "reload", help="make the running daemon re-read its config; exit 1 if it refuses"
+    parser = command(
+        sub,
+        "reload",
+        "make the running daemon re-read its config; exit 1 if it refuses",
+        "Ask the running daemon (its control socket) to re-read its config file and wait "
+        "for the answer: exit 0 when it took effect, 1 with the reasons when it was refused "
+        "(the previous configuration stays in force) or when no daemon runs.",
+        """
+        certdrop reload
+        systemctl reload certdrop            # the unit's ExecReload= runs it
+        """,
     )
     parser.set_defaults(handler=reload_daemon, on_config_error=reload_broken)
 

@@ -7,6 +7,7 @@
 - :mod:`~certdrop.daemon.control` -- the control socket; ``run_command`` for the CLI,
   ``ask`` for the daemon's own requests (``health``, ``reload``).
 - :mod:`~certdrop.daemon.commands` -- the table of state-changing commands.
+- :mod:`~certdrop.daemon.manage` -- rename, delete, unassign, discard (behind commands).
 - :mod:`~certdrop.daemon.state` -- the state lock, folders, and the context.
 - :mod:`~certdrop.daemon.watcher` -- the inbox watcher (watchdog, inotify).
 - :mod:`~certdrop.daemon.metrics` -- the Prometheus endpoint (prometheus_client).

@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from certdrop.daemon.control import ControlServer
 from certdrop.daemon.features import Feature, features
 from certdrop.daemon.notify import notify, watchdog_interval
 from certdrop.daemon.state import (
+    LOCK_WAIT_SECONDS,
     Context,
     open_context,
     prepare_folders,
@@ -35,17 +36,24 @@ from certdrop.daemon.state import (
 from certdrop.daemon.worker import Job, Worker
 from certdrop.errors import UserError
 from certdrop.files import remove_stale_temps
+from certdrop.renewal.expiry_check import ExpiryCheck
 
 # The watchdog stops pinging when one job has run longer than its own timeouts allow.
 STALL_FLOOR_SECONDS = 600.0
 HANDLED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
-def serve(config: configuration.Config, config_path: Path | None) -> int:
-    """Build the daemon from its parts and run it until SIGTERM or SIGINT."""
+def serve(
+    config: configuration.Config,
+    config_path: Path | None,
+    *,
+    show: Callable[[str], None] | None = None,
+) -> int:
+    """Build the daemon from its parts and run it until SIGTERM or SIGINT. ``show``
+    gets every status-log line too (``certdrop run`` on a terminal prints them)."""
     prepare_folders(config)
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
-    with state_lock(config.state):
+    with state_lock(config.state, wait=LOCK_WAIT_SECONDS):  # a reader holds it a moment
         # Left by a kill -9 in the middle of a write; a reused PID would trip O_EXCL.
         for folder in (
             config.state,
@@ -54,10 +62,14 @@ def serve(config: configuration.Config, config_path: Path | None) -> int:
             config.inbox / "rejected",
         ):
             remove_stale_temps(folder)
-        ctx, sink = open_context(config, echo=None)
+        ctx, sink = open_context(config, echo=None, show=show)
         try:
             worker = Worker(ctx)
-            daemon = Daemon(ctx, worker, features(ctx, worker), config_path=config_path)
+            built = features(ctx, worker)
+            # `certdrop renew` through the control socket starts renewals with the expiry
+            # check's own renewer, which tracks and stops their commands.
+            ctx.renewer = next((f.renewer for f in built if isinstance(f, ExpiryCheck)), None)
+            daemon = Daemon(ctx, worker, built, config_path=config_path)
             return daemon.run()
         finally:
             ctx.intake.close()
@@ -110,12 +122,14 @@ class Daemon:
             gid=state_gid(config),
         )
         control.start()
-        worker.start()
+        # Everything is queued before the worker starts, so daemon.started (what is
+        # watched, how many drops wait) is the first line, before any drop's.
         worker.submit("recover", self._recover)
         observer = self.observer = watcher.start(config.inbox, worker.submit_drop)
         inbox_stat = os.stat(config.inbox)
         self.inbox_id = (inbox_stat.st_dev, inbox_stat.st_ino)
-        worker.submit_backlog(ctx.intake.pending())
+        waiting = ctx.intake.pending()
+        worker.submit_backlog(waiting)
         for feature in self.features:
             feature.on_start()
         # Logged once the watcher runs: a drop made after this line is never missed.
@@ -125,7 +139,10 @@ class Daemon:
             state=str(config.state),
             config=config.source,
             pid=os.getpid(),
+            waiting=len(waiting),
+            services=sorted(config.services),
         )
+        worker.start()
         # READY=1 waits for the start-up reconcile: queued behind the recover job (whose
         # after_recover hooks reload and probe every service), so `systemctl start`
         # returns when the services were brought in line, as the unit promises.

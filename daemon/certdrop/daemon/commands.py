@@ -1,40 +1,95 @@
 """The state-changing commands: each runs where the state is owned, in the CLI's own
 process when the state folder is free, else in the daemon through its control socket.
 
-A command takes the context and JSON-ready arguments and returns its output text. The
-table :data:`COMMANDS` is the whole list; the control socket accepts only its names.
+A command takes the context and JSON-ready arguments and returns its output as JSON
+text (the CLI prints it, or a line made from it). The table :data:`COMMANDS` is the
+whole list; the control socket accepts only its names.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from certdrop import jsontext
+from certdrop.clock import utc_now
+from certdrop.daemon import manage
 from certdrop.daemon.state import Context
 from certdrop.errors import InvalidRequest, UserError
 from certdrop.intake.request import checked_request, create_request, fields_from_args
+from certdrop.pki.names import normal
+from certdrop.renewal import manual
 from certdrop.services import reconcile
 
 Command = Callable[[Context, dict[str, Any]], str]
 
 
+def _text(args: dict[str, Any], key: str, what: str) -> str:
+    value = args.get(key)
+    if not isinstance(value, str):
+        raise UserError(f"the command needs {what}")
+    return value
+
+
+def _texts(args: dict[str, Any], key: str, what: str) -> list[str]:
+    value = args.get(key)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise UserError(f"the command needs {what}")
+    return list(value)
+
+
 def csr(ctx: Context, args: dict[str, Any]) -> str:
-    """Create the request named ``args["name"]``; returns the CSR's path."""
-    name = args.get("name")
-    if not isinstance(name, str):
-        raise UserError("csr needs a NAME")
+    """Create the request named ``args["name"]``; returns its name, CSR path and fields."""
+    name = normal(_text(args, "name", "a NAME"))
     try:
         fields = checked_request(name, ctx.inventory, lambda: fields_from_args(args))
     except InvalidRequest as exc:
         raise UserError(f"request {name!r} not created: {exc}") from None
-    return str(create_request(ctx.inventory, ctx.log, ctx.config.outbox, name, fields))
+    path = create_request(ctx.inventory, ctx.log, ctx.config.outbox, name, fields)
+    return jsontext.dumps({"name": name, "csr": str(path), **fields.to_mapping()})
 
 
 def assign(ctx: Context, args: dict[str, Any]) -> str:
     """Make ``args["name"]`` the desired certificate of ``args["services"]`` and deploy."""
-    results = reconcile.assign(ctx, str(args["name"]), [str(s) for s in args["services"]])
-    return json.dumps([r.to_json() for r in results])
+    name = _text(args, "name", "a NAME")
+    services = _texts(args, "services", "one SERVICE or more")
+    results = reconcile.assign(ctx, name, services)
+    return jsontext.dumps([r.to_json() for r in results])
 
 
-COMMANDS: Mapping[str, Command] = {"csr": csr, "assign": assign}
+def rename(ctx: Context, args: dict[str, Any]) -> str:
+    old, new = _text(args, "old", "OLD"), _text(args, "new", "NEW")
+    return jsontext.dumps(manage.rename(ctx, old, new))
+
+
+def delete(ctx: Context, args: dict[str, Any]) -> str:
+    return jsontext.dumps(manage.delete(ctx, _text(args, "name", "a NAME")))
+
+
+def unassign(ctx: Context, args: dict[str, Any]) -> str:
+    return jsontext.dumps(manage.unassign(ctx, _texts(args, "services", "one SERVICE or more")))
+
+
+def discard(ctx: Context, args: dict[str, Any]) -> str:
+    piece = args.get("id")
+    if not isinstance(piece, int) or isinstance(piece, bool):
+        raise UserError("the command needs the id of a held piece")
+    return jsontext.dumps(manage.discard(ctx, piece))
+
+
+def renew(ctx: Context, args: dict[str, Any]) -> str:
+    """Start the renewal of ``args["name"]`` now: with the daemon's own renewer when run
+    there, else in this process (which waits for renewal.command)."""
+    name = _text(args, "name", "a NAME")
+    return jsontext.dumps(manual.renew(ctx, ctx.renewer, name, utc_now()))
+
+
+COMMANDS: Mapping[str, Command] = {
+    "csr": csr,
+    "assign": assign,
+    "rename": rename,
+    "delete": delete,
+    "unassign": unassign,
+    "discard": discard,
+    "renew": renew,
+}

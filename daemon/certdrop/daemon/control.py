@@ -26,6 +26,7 @@ from typing import Any
 from certdrop import config as configuration
 from certdrop.daemon.commands import COMMANDS
 from certdrop.daemon.state import (
+    LOCK_WAIT_SECONDS,
     Context,
     open_context,
     prepare_folders,
@@ -46,20 +47,38 @@ class NotRunning(UserError):
 
 
 def run_command(config: configuration.Config, name: str, args: dict[str, Any]) -> str:
-    """Run a command: in this process if the state is free, else in the daemon."""
+    """Run a command: in this process if the state is free, else in the daemon. Locked
+    with no daemon answering means a command that only reads holds the lock a moment:
+    wait for it (LOCK_WAIT_SECONDS) and run here."""
     prepare_folders(config)
     try:
-        with state_lock(config.state):
-            ctx, sink = open_context(config)
-            try:
-                output = COMMANDS[name](ctx, args)
-                write_status_json(config, ctx.inventory)
-                return output
-            finally:
-                ctx.inventory.close()
-                sink.close()
+        return _here(config, name, args)
     except StateLocked:
-        return ask_daemon(config.state / "control.sock", name, args)
+        pass
+    path = config.state / "control.sock"
+    try:
+        return ask(path, name, args)
+    except NotRunning as exc:
+        try:
+            return _here(config, name, args, wait=LOCK_WAIT_SECONDS)
+        except StateLocked:
+            raise UserError(
+                f"the state folder is locked but {exc}; is another certdrop command running?"
+            ) from None
+
+
+def _here(
+    config: configuration.Config, name: str, args: dict[str, Any], *, wait: float = 0.0
+) -> str:
+    with state_lock(config.state, wait=wait):
+        ctx, sink = open_context(config)
+        try:
+            output = COMMANDS[name](ctx, args)
+            write_status_json(config, ctx.inventory)
+            return output
+        finally:
+            ctx.inventory.close()
+            sink.close()
 
 
 def ask_daemon(path: Path, name: str, args: dict[str, Any]) -> str:

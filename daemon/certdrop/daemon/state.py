@@ -6,7 +6,8 @@ import contextlib
 import fcntl
 import grp
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,21 +16,32 @@ from certdrop.errors import StateLocked
 from certdrop.files import private_dir, replacing
 from certdrop.intake.pipeline import Intake
 from certdrop.intake.request_toml import on_request
+from certdrop.renewal.renewer import Renewer
 from certdrop.store import context, snapshot
 from certdrop.store.eventlog import StatusLogFile, open_log
 from certdrop.store.inventory import Inventory
 from certdrop.store.truststore import TrustStore
 
+# A command that only reads holds the lock for the moment it reads (see `reading`); a
+# daemon starting, or a command wanting the state, waits that long rather than failing.
+LOCK_WAIT_SECONDS = 10.0
+
 
 @contextlib.contextmanager
-def state_lock(state: Path) -> Iterator[None]:
-    """Hold the exclusive lock on the state folder, or raise StateLocked at once."""
+def state_lock(state: Path, *, wait: float = 0.0) -> Iterator[None]:
+    """Hold the exclusive lock on the state folder; raise StateLocked if it is still
+    held by another process after ``wait`` seconds (0: at once)."""
     fd = os.open(state / "lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StateLocked(f"{state} is in use by another certdrop process") from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StateLocked(f"{state} is in use by another certdrop process") from None
+                time.sleep(0.05)
         yield
     finally:
         os.close(fd)
@@ -87,19 +99,73 @@ def write_status_json(config: configuration.Config, inventory: Inventory) -> Non
 
 @dataclass
 class Context(context.Context):
-    """The store's context plus the intake pipeline bound to it."""
+    """The store's context plus the intake pipeline bound to it; in a running daemon
+    also the expiry check's renewer (``certdrop renew`` starts renewals with it)."""
 
     intake: Intake
     sink: StatusLogFile | None = None  # the status log's file, for degraded mode
+    renewer: Renewer | None = None
 
 
 def open_context(
-    config: configuration.Config, *, echo: bool | None = False
+    config: configuration.Config,
+    *,
+    echo: bool | None = False,
+    show: Callable[[str], None] | None = None,
 ) -> tuple[Context, StatusLogFile]:
     """Open the inventory and the status log; the caller holds the state lock."""
-    log, sink = open_log(config.status_log, echo=echo)
+    log, sink = open_log(config.status_log, echo=echo, show=show)
     inventory = Inventory(config.state / "inventory.sqlite3")
     trust = TrustStore(config)
     intake = Intake(config, inventory, log, trust=trust)  # reloads the shared trust store
     intake.on_request = on_request(intake)  # NAME.request.toml drops
     return Context(config, inventory, log, trust, intake, sink), sink
+
+
+@contextlib.contextmanager
+def reading(config: configuration.Config) -> Iterator[Inventory]:
+    """The inventory to read, for commands that only look (an empty one before the
+    first drop). Without a daemon the state lock is held while reading, so the database
+    can be read without leaving -wal/-shm files behind: nothing in state/ changes. Read
+    inside the block and print after it: a daemon starting meanwhile waits for the lock
+    (LOCK_WAIT_SECONDS), a pager reading our output must not hold it."""
+    database = config.state / "inventory.sqlite3"
+    if not database.exists():
+        inventory = Inventory.empty()
+        try:
+            yield inventory
+        finally:
+            inventory.close()
+        return
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(state_lock(config.state))
+            exclusive = True
+        except (StateLocked, PermissionError):
+            # The daemon owns it, or a state_group monitor may not take it: read beside,
+            # as any reader does.
+            exclusive = False
+        inventory = Inventory.reader(database, exclusive=exclusive)
+        try:
+            yield inventory
+        finally:
+            inventory.close()
+
+
+@contextlib.contextmanager
+def rehearsing(config: configuration.Config) -> Iterator[Inventory]:
+    """A private in-memory copy of the inventory to try changes on and throw away
+    (``certdrop inspect``); making it changes no byte of the state folder."""
+    database = config.state / "inventory.sqlite3"
+    if not database.exists():
+        inventory = Inventory.empty()
+    else:
+        try:
+            with state_lock(config.state):  # no daemon: nobody else has the database open
+                inventory = Inventory.private_copy(database, exclusive=True)
+        except (StateLocked, PermissionError):
+            inventory = Inventory.private_copy(database, exclusive=False)
+    try:
+        yield inventory
+    finally:
+        inventory.close()

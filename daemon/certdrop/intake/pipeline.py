@@ -49,12 +49,14 @@ class Intake:
         clock: Callable[[], datetime] = utc_now,
         on_request: Callable[[str, bytes, str], Outcome] | None = None,
         trust: TrustStore | None = None,
+        rehearsal: bool = False,
     ) -> None:
         self.inventory = inventory
         self.log = log
         self.clock = clock
         self.on_request = on_request
         self.trust = trust or TrustStore(config)
+        self.rehearsal = rehearsal  # `certdrop inspect`: the inbox is never touched
         self._configure(config)
         self.pool = PoolCache(inventory)
         # The verifier is read at each drop: a reload may replace it.
@@ -71,6 +73,15 @@ class Intake:
         """End the child process that opens drops (started on first use)."""
         self.opener.close()
 
+    def take(self, pieces: assemble.Pieces, file: str, work: Work) -> None:
+        """Validate everything first, then write, in the caller's transaction; raising
+        rolls the whole drop back. (``certdrop inspect`` calls it and rolls back.)"""
+        self.taker.take(pieces, file, work)
+
+    def forget_pool(self) -> None:
+        """Forget cached intermediates a rolled-back transaction may have added."""
+        self.pool.settle()
+
     def reconfigure(self, config: configuration.Config) -> None:
         """Take a new configuration, reading the trust store again."""
         self.trust.load(config)
@@ -80,7 +91,7 @@ class Intake:
         self.config = config
         self.inbox = config.inbox
         self.passphrases = configuration.read_passphrases(config)
-        self.files = Inbox(config.inbox, config.max_file_bytes)
+        self.files = Inbox(config.inbox, config.max_file_bytes, prepare=not self.rehearsal)
 
     # -- the inbox ------------------------------------------------------------------
     def pending(self) -> list[str]:
@@ -221,7 +232,7 @@ class Intake:
         pieces = assemble.sort_pieces(parsed)
         try:
             with self.inventory.transaction():
-                self.taker.take(pieces, file, work)
+                self.take(pieces, file, work)
                 held_only = work.held and not (work.recorded or work.duplicates)
                 result = "held" if held_only else "accepted"
                 self.inventory.record_drop(claim.id, file, result, iso(self.clock()))

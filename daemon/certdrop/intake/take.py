@@ -53,8 +53,9 @@ class Taker:
         candidates = Both(Pool(pieces.authorities), self.pool)
         chained = []
         for leaf in pieces.leaves:
-            chain = assemble.check_certificate(leaf, candidates, self.verifier(), now)
-            chained.append(chain)
+            checked = assemble.check_certificate(leaf, candidates, self.verifier(), now)
+            chained.append(checked)
+            work.leaf_chains.append(checked.chain)
         plan = pairing.plan_drop(pieces)
         for (leaf, key, _), _chain in zip(plan.leaves, chained, strict=True):
             if key is not None:
@@ -137,6 +138,7 @@ class Taker:
             candidates = Both(Pool(certs[1:]), self.pool)
             checked = assemble.check_certificate(leaf, candidates, self.verifier(), now)
             assemble.check_possession(leaf, key)
+            work.leaf_chains.append(checked.chain)
             self._record(
                 leaf, checked, keys.to_pem(key), kid, entry_name(held.from_file), file, work, None
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from certdrop.pki import chain as chains
 from certdrop.pki.assemble import Checked
 
 
@@ -28,6 +29,7 @@ class Work:
     duplicates: list[str] = field(default_factory=list)
     intermediates: int = 0
     events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    leaf_chains: list[chains.Chain] = field(default_factory=list)  # for `certdrop inspect`
 
     def event(self, level: str, event: str, /, **fields: Any) -> None:
         self.events.append((level, event, fields))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -19,6 +18,8 @@ from cryptography.x509.oid import NameOID
 
 from certdrop.errors import InvalidRequest
 from certdrop.limits import DEFAULT_LIMITS
+from certdrop.pki import domains
+from certdrop.pki.names import bad_character
 
 KeyType = Literal["rsa", "ec"]
 
@@ -52,9 +53,6 @@ OPTIONAL = ("country", "state", "locality", "org", "ou", "email")
 _KEYS = ("cn", "sans", *OPTIONAL, "key_type", "key_size")
 _LIMIT = {field: limit for field, _, _, limit in SUBJECT}
 
-# Cc: C0/C1 controls, Cf: invisible formatting (bidi overrides, zero-width), Cs: lone
-# surrogates (not encodable), Zl/Zp: line and paragraph separators.
-_BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
 
 
@@ -230,7 +228,7 @@ def checked(
 
 def _check_text(field: str, raw: str, problems: list[str], *, required: bool = False) -> str | None:
     """One subject text: no control characters, within its length; blank means absent."""
-    bad = _bad_character(raw)
+    bad = bad_character(raw)
     if bad is not None:
         problems.append(f"{field} contains the control or invisible character {bad}; remove it")
         return None
@@ -240,6 +238,8 @@ def _check_text(field: str, raw: str, problems: list[str], *, required: bool = F
             problems.append(f"{field} is empty; give the certificate's common name")
         return None
     limit = _LIMIT[field]
+    if field == "cn" and domains.looks_like_domain(value):
+        value = domains.to_ascii(value)  # 例え.jp -> xn--r8jz45g.jp, as the SAN will be
     if field == "cn":
         # RFC 5280 counts characters, but cryptography refuses a CN over 64 UTF-8 bytes.
         size = len(value.encode("utf-8", "surrogatepass"))
@@ -266,7 +266,7 @@ def _check_sans(sans: tuple[str, ...], problems: list[str], max_sans: int) -> li
     names: dict[str, None] = {}
     found: list[str] = []
     for raw in sans:
-        bad = _bad_character(raw)
+        bad = bad_character(raw)
         if bad is not None:
             found.append(f"SAN {show(raw)} contains the control or invisible character {bad}")
             continue
@@ -306,13 +306,6 @@ def _check_key(
     return None
 
 
-def _bad_character(value: str) -> str | None:
-    for ch in value:
-        if unicodedata.category(ch) in _BAD_CATEGORIES:
-            return f"U+{ord(ch):04X}"
-    return None
-
-
 def ip_of(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         ip = ipaddress.ip_address(value)
@@ -325,10 +318,16 @@ def ip_of(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def _normal_san(value: str) -> str | None:
-    """The canonical form of a DNS name or IP address, or ``None`` if it is neither."""
+    """The canonical form of a DNS name or IP address, or ``None`` if it is neither.
+    A Unicode domain name is converted to its A-labels (IDNA, UTS 46)."""
     ip = ip_of(value)
     if ip is not None:
         return str(ip)
+    if not value.isascii():
+        try:
+            value = domains.to_ascii(value)
+        except ValueError:
+            return None
     if _dns_problem(value, wildcard=True) is None:
         return value.lower()
     return None
@@ -337,6 +336,14 @@ def _normal_san(value: str) -> str | None:
 def _san_problem(value: str) -> str:
     if "%" in value and ip_of(value.split("%", 1)[0]) is not None:
         return "is an IP address with a zone, which a certificate cannot hold"
+    if not value.isascii():
+        try:
+            ascii_form = domains.to_ascii(value)
+        except ValueError as exc:
+            return f"is not a valid internationalised domain name (IDNA): {exc}"
+        return f"is not a DNS name once converted to {show(ascii_form)}: it " + str(
+            _dns_problem(ascii_form, wildcard=True)
+        )
     return f"is neither an IP address nor a DNS name: it {_dns_problem(value, wildcard=True)}"
 
 

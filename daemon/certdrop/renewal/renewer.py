@@ -29,7 +29,7 @@ from cryptography import x509
 from certdrop.clock import iso, utc_now
 from certdrop.errors import CertdropError, UserError
 from certdrop.files import atomic_write
-from certdrop.intake.request import create_request
+from certdrop.intake.request import create_request, csr_path
 from certdrop.intake.work import Outcome
 from certdrop.pki import expiry, keys
 from certdrop.pki.csr import fields_of_certificate
@@ -115,7 +115,11 @@ class Renewer:
             ):
                 self._hand_back(renewal, entry)
 
-    def start(self, cert: InUse, found: expiry.Assessment, now: datetime) -> Renewal:
+    def start(
+        self, cert: InUse, found: expiry.Assessment, now: datetime, *, by: str = "expiry"
+    ) -> Renewal:
+        """Make the renewal request of ``cert`` and run ``renewal.command`` (if any).
+        ``by``: ``expiry`` (the check found it due) or ``renew`` (the operator asked)."""
         ctx = self.ctx
         adopted = ledger.open_request_for(ctx.inventory, cert.name)
         renewal = Renewal(cert.name, adopted or "", "pending", 0, None, now, "")
@@ -136,12 +140,15 @@ class Renewer:
             not_after=cert.not_after,
             renew_at=iso(found.renew_at),
             reason=(
-                f"renew_before_days = {ctx.config.renew_before_days}"
+                "asked for by `certdrop renew`"
+                if by == "renew"
+                else f"renew_before_days = {ctx.config.renew_before_days}"
                 if ctx.config.renew_before_days > 0
                 else "a third of its lifetime is left"
             ),
             services=list(cert.services),
             command=bool(ctx.config.renewal_command),
+            by=by,
         )
         if problem is not None:
             return self._failed(renewal, problem, now, stage="request")
@@ -386,7 +393,13 @@ class Renewer:
         return renewal
 
     def _csr_path(self, request: str) -> Path:
-        return self.ctx.config.outbox / f"{request}.csr"
+        return csr_path(self.ctx.config.outbox, request)
+
+    def commands(self) -> list[handoff.CommandRun]:
+        """The renewal commands running now (``certdrop renew`` without a daemon waits
+        for them)."""
+        with self._lock:
+            return list(self._runs.values())
 
 
 def _issued(entry: Entry) -> bool:

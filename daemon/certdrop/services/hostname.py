@@ -8,6 +8,7 @@ no longer trusted for them, e.g. expired or after the trust store changed) are f
 a manual ``assign`` stands until a newer certificate for the name arrives. A service whose
 certificate stopped being trusted keeps serving it until a trusted one is there, and says
 so in its detail.
+A service ``certdrop unassign`` released is left alone until it is assigned again.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def by_hostname(ctx: Context, recorded: Sequence[str] | None = None) -> list[str
             continue
         judge = _judge(ctx, service, pool, now)
         row = ctx.inventory.service(name)
+        if row is not None and not row.managed:
+            continue  # `certdrop unassign`: its files are the operator's until an assign
         current_name = row.desired if row is not None else None
         current = _candidate(ctx.inventory, current_name) if current_name else None
         if recorded is None:

@@ -19,13 +19,14 @@ import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from certdrop import jsontext
 from certdrop.clock import iso, utc_now
 
 # Field names that must never carry secrets; a value under one of them is replaced.
@@ -61,9 +62,17 @@ class StatusLogFile:
 
     BACKLOG = 1000  # lines kept while the file refuses them (the oldest are dropped)
 
-    def __init__(self, path: Path, echo: TextIO | None = None, *, prefix: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        echo: TextIO | None = None,
+        show: Callable[[str], None] | None = None,
+        *,
+        prefix: bool = False,
+    ) -> None:
         self.path = path
         self.echo = echo
+        self.show = show  # e.g. `certdrop run` on a terminal: each line, readable
         self.prefix = prefix  # echo with the <N> priority prefix (stderr is the journal)
         self.fault: OSError | None = None
         self._lock = threading.Lock()
@@ -123,6 +132,9 @@ class StatusLogFile:
                 with contextlib.suppress(OSError, ValueError):
                     self.echo.write(head + message + "\n")
                     self.echo.flush()
+            if self.show is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self.show(message)
 
     def _fail(self, exc: OSError, line: bytes) -> None:
         if exc.filename is None:
@@ -198,21 +210,54 @@ def _order(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
 def _render(
     _: WrappedLogger, __: str, event_dict: EventDict
 ) -> tuple[tuple[str], dict[str, str]]:
-    # ensure_ascii keeps control characters, ANSI escapes and odd bytes as \u escapes.
-    line = json.dumps(event_dict, ensure_ascii=True, default=str, separators=(", ", ": "))
+    # UTF-8 text (本番, not \u672c\u756a); controls, ANSI escapes, bidi overrides and odd
+    # bytes stay \u escapes (certdrop.jsontext).
+    line = jsontext.dumps(event_dict, default=str, separators=(", ", ": "))
     # structlog passes (args, kwargs) on to the sink: the level travels beside the line.
     return (line,), {"level": str(event_dict.get("level", "info"))}
 
 
 Logger = structlog.typing.FilteringBoundLogger
+RECENT_BYTES = 4 * 1024 * 1024  # how far back `certdrop show` looks in the status log
 
 
-def open_log(path: Path, *, echo: bool | None = None) -> tuple[Logger, StatusLogFile]:
-    """A bound logger writing the status log at ``path`` (also to stderr when asked)."""
+def recent(
+    path: Path, wanted: Callable[[dict[str, Any]], bool], limit: int = 20
+) -> list[dict[str, Any]]:
+    """The last ``limit`` events of the status log that ``wanted`` keeps, from its last
+    RECENT_BYTES (a rotated-away file is not read); lines that do not parse are skipped."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - RECENT_BYTES))
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    lines = data.split(b"\n")
+    if size > RECENT_BYTES:
+        lines = lines[1:]  # the first line was cut
+    found: list[dict[str, Any]] = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and wanted(event):
+            found.append(event)
+    return found[-limit:]
+
+
+def open_log(
+    path: Path, *, echo: bool | None = None, show: Callable[[str], None] | None = None
+) -> tuple[Logger, StatusLogFile]:
+    """A bound logger writing the status log at ``path``; each JSON line also to stderr
+    when ``echo`` (None: under systemd, or when stderr is the journal), and to ``show``
+    when given (`certdrop run` on a terminal)."""
     journal = is_journal(sys.stderr, os.environ)
     if echo is None:
-        echo = journal or (not sys.stderr.isatty() and os.environ.get("INVOCATION_ID") is not None)
-    sink = StatusLogFile(path, sys.stderr if echo else None, prefix=journal)
+        under_systemd = not sys.stderr.isatty() and "INVOCATION_ID" in os.environ
+        echo = show is None and (journal or under_systemd)
+    sink = StatusLogFile(path, sys.stderr if echo else None, show, prefix=journal)
     logger: Logger = structlog.wrap_logger(
         sink,
         processors=[_level, _redact, _timestamp, _order, _render],

@@ -132,10 +132,13 @@ class ServiceRow:
     state: str
     detail: str
     updated: str | None
+    managed: bool = True  # False after `certdrop unassign`, until the next assign
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ServiceRow:
-        return cls(**dict(row))
+        values = dict(row)
+        values["managed"] = bool(values.get("managed", 1))
+        return cls(**values)
 
 
 @dataclass(frozen=True)
