@@ -6,12 +6,15 @@ beside two baselines measured in the same run.
 Each drop is one file: leaf certificate + intermediate + PKCS#8 RSA-2048 key.
 Baselines: (1) the same checks as a plain in-process loop of cryptography calls (the
 library's limit); (2) one `openssl rsa -check` process per file (an operator's script).
+Trust verdicts (issue 10): certdrop's Verifier beside a plain loop making the same
+cryptography.x509.verification calls (target >= 0.9x), and the cost they add per drop.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import statistics
 import subprocess
 import tempfile
 import time
@@ -20,7 +23,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.x509.verification import PolicyBuilder, Store
 
+from certdrop.pki.trust import DEFAULT_PROFILE, Verifier
 from common import Daemon, percentile
 from support.pkitools import ec_key, issue, rsa_key
 
@@ -40,8 +45,11 @@ def make_drops(folder: Path, count: int, start: int = 0) -> tuple[list[Path], by
 
 
 def plain_loop(files: list[Path], root_pem: bytes) -> float:
-    """Drops per second for the same checks done by bare cryptography calls in one loop."""
+    """Drops per second for the same checks done by bare cryptography calls in one loop
+    (since issue 10 including the path validation the daemon asks for each drop)."""
     root = x509.load_pem_x509_certificate(root_pem)
+    ca, ee = Verifier.build([root], DEFAULT_PROFILE)._policies["serverAuth"]
+    store = Store([root])
     started = time.perf_counter()
     for path in files:
         data = path.read_bytes()
@@ -57,7 +65,59 @@ def plain_loop(files: list[Path], root_pem: bytes) -> float:
         inter.verify_directly_issued_by(root)
         now = dt.datetime.now(dt.UTC)
         assert leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        subject = x509.DNSName(san.get_values_for_type(x509.DNSName)[0])
+        builder = PolicyBuilder().store(store).time(now)
+        builder = builder.extension_policies(ca_policy=ca, ee_policy=ee)
+        builder.build_server_verifier(subject).verify(leaf, [inter])
     return len(files) / (time.perf_counter() - started)
+
+
+def _leaf_and_chain(files: list[Path]) -> list[tuple[x509.Certificate, list[x509.Certificate]]]:
+    drops = []
+    for path in files:
+        leaf, *rest = x509.load_pem_x509_certificates(path.read_bytes())
+        drops.append((leaf, rest))
+    return drops
+
+
+def trust_rates(files: list[Path], root_pem: bytes, rounds: int = 5) -> tuple[float, float]:
+    """(plain, certdrop) verdicts per second from the median time of one verdict.
+
+    plain: the verifier call certdrop makes per drop (serverAuth under the leaf's own name,
+    with the profile's extension policies; clientAuth only when that fails) as bare
+    cryptography calls; certdrop: ``Verifier.judge_any`` (the same call plus its own checks
+    and, on refusal, the explanation). The two alternate drop by drop, in turn first, so
+    both see the same machine: on a shared machine whole-loop timings differ by ±30 %.
+    """
+    drops = _leaf_and_chain(files)
+    roots = x509.load_pem_x509_certificates(root_pem)
+    verifier = Verifier.build(roots, DEFAULT_PROFILE)
+    ca, ee = verifier._policies["serverAuth"]
+    store = Store(roots)
+
+    def plain(leaf: x509.Certificate, rest: list[x509.Certificate]) -> None:
+        now = dt.datetime.now(dt.UTC)
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        subject = x509.DNSName(san.get_values_for_type(x509.DNSName)[0])
+        builder = PolicyBuilder().store(store).time(now)
+        builder = builder.extension_policies(ca_policy=ca, ee_policy=ee)
+        builder.build_server_verifier(subject).verify(leaf, rest)
+
+    def certdrop(leaf: x509.Certificate, rest: list[x509.Certificate]) -> None:
+        verdict = verifier.judge_any(leaf, rest, dt.datetime.now(dt.UTC))
+        assert verdict.trusted, verdict.detail
+
+    times: tuple[list[int], list[int]] = ([], [])
+    clock = time.perf_counter_ns
+    for n in range(rounds):
+        for i, (leaf, rest) in enumerate(drops):
+            order = ((0, plain), (1, certdrop)) if (i + n) % 2 else ((1, certdrop), (0, plain))
+            for slot, call in order:
+                started = clock()
+                call(leaf, rest)
+                times[slot].append(clock() - started)
+    return 1e9 / statistics.median(times[0]), 1e9 / statistics.median(times[1])
 
 
 def openssl_script(files: list[Path]) -> float:
@@ -87,6 +147,7 @@ def main() -> None:
         print(f"made {len(files)} drops in {time.perf_counter() - t0:.1f}s")
 
         loop_rate = plain_loop(files[: args.burst], root_pem)
+        verify_rate, trust_rate = trust_rates(files[: args.burst], root_pem)
         openssl_rate = openssl_script(files[: args.openssl])
 
         daemon = Daemon(folder, '[trust]\nca_bundle = "root.pem"\n')
@@ -151,6 +212,13 @@ def main() -> None:
     print(f"idle CPU over 5 s       : {idle_cpu_ms:6.1f} ms (target ~0: no polling)")
     print(f"RSS with {max(args.fill, have)} certs   : {rss:6.1f} MiB (target < 80)")
     print(f"status --json at that size: {status_s:5.2f} s")
+    print(f"trust verdicts, plain   : {verify_rate:8.1f} drops/s   "
+          "(bare x509.verification calls, baseline)")
+    print(f"trust verdicts, certdrop: {trust_rate:8.1f} drops/s   "
+          f"= {trust_rate / verify_rate:4.2f}x plain (target >= 0.9x)")
+    added_ms = 1000 / trust_rate
+    print(f"added cost per drop     : {added_ms:6.2f} ms of verdicts = "
+          f"{added_ms * burst_rate / 10:4.1f}% of a drop's {1000 / burst_rate:.2f} ms in the daemon")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from certdrop.errors import ConfigError
-from certdrop.pki.names import name_problem
+from certdrop.limits import DEFAULT_LIMITS, Limits
+from certdrop.pki import domains
+from certdrop.pki.names import service_name_problem
+from certdrop.pki.trust import DEFAULT_PROFILE, PROFILES, HostnameError, subject_for
 
 ROLES = ("https", "smtp-server", "smtp-client")
 KEY_FORMATS = ("pkcs1", "pkcs8")
@@ -71,6 +74,7 @@ class Config:
     max_file_bytes: int = 1_048_576
     passphrase_files: tuple[Path, ...] = ()
     ca_bundle: Path | None = None
+    trust_profile: str = DEFAULT_PROFILE
     check_interval_seconds: float = 3600.0
     warn_days: tuple[int, ...] = (30, 14, 7, 1)
     renew_before_days: int = 0
@@ -78,6 +82,10 @@ class Config:
     renewal_timeout_seconds: float = 300.0
     renewal_retry_base_seconds: float = 300.0
     metrics_listen: str = ""
+    limits: Limits = DEFAULT_LIMITS
+    # A group whose members may read the snapshot (status.json) and run the read-only
+    # commands; "" keeps the state folder root-only (0700).
+    state_group: str = ""
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
     fleet: FleetConfig | None = None  # None: a single gateway, as before fleet mode
 
@@ -100,6 +108,29 @@ def locate(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Path 
     return default if default.is_file() else None
 
 
+def state_folder(path: Path) -> Path | None:
+    """The state folder a config file names, read leniently: for ``certdrop reload``,
+    which must reach the running daemon even when the file it is to re-read is broken
+    (the daemon then refuses it and says why). None when even that cannot be told."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    try:
+        value = tomllib.loads(text).get("state", "state")
+    except tomllib.TOMLDecodeError:
+        value = "state"
+        for line in text.splitlines():  # top-level keys come before the first [table]
+            if line.lstrip().startswith("["):
+                break
+            match = re.fullmatch(r"\s*state\s*=\s*\"([^\"\\]*)\"\s*(#.*)?", line)
+            if match:
+                value = match.group(1)
+    if not isinstance(value, str) or not value:
+        return None
+    return (path.resolve().parent / value).resolve()
+
+
 def load(path: Path | None, cwd: Path) -> Config:
     """Read and validate the config at ``path`` (None = the embedded defaults)."""
     if path is None:
@@ -108,6 +139,15 @@ def load(path: Path | None, cwd: Path) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(str(path), ["file not found; create it or pass --config"]) from None
+    except PermissionError:
+        raise ConfigError(
+            str(path),
+            [
+                "cannot be read by this user (permission denied); run as root, or let a "
+                "monitoring group read it (chgrp GROUP FILE; chmod 0640 FILE: it holds no "
+                "secrets, only paths)"
+            ],
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), [f"cannot be read ({exc.__class__.__name__})"]) from None
     except tomllib.TOMLDecodeError as exc:
@@ -164,15 +204,18 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
             "inbox",
             "state",
             "outbox",
+            "state_group",
             "intake",
             "trust",
             "expiry",
             "renewal",
             "metrics",
+            "limits",
             "services",
             "fleet",
         }
     )
+    limits = Limits.from_mapping(top.table_of("limits"), problems)
 
     def path(value: str) -> Path:
         return (base / value).resolve() if value else base
@@ -181,6 +224,15 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
     state = path(top.string("state", "state"))
     outbox_value = top.string("outbox", "")
     outbox = path(outbox_value) if outbox_value else state / "outbox"
+    state_group = top.string("state_group")
+    if state_group:
+        try:
+            grp.getgrnam(state_group)
+        except KeyError:
+            problems.append(
+                f"state_group: there is no group {state_group!r}; create it "
+                f"(groupadd --system {state_group}) or fix the name"
+            )
 
     intake = _Reader(problems, "intake.", top.table_of("intake"))
     intake.unknown({"max_file_bytes", "passphrase_files"})
@@ -188,9 +240,14 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
     passphrase_files = tuple(path(p) for p in intake.strings("passphrase_files"))
 
     trust = _Reader(problems, "trust.", top.table_of("trust"))
-    trust.unknown({"ca_bundle"})
+    trust.unknown({"ca_bundle", "profile"})
     ca_value = trust.string("ca_bundle")
     ca_bundle = path(ca_value) if ca_value else None
+    profile = trust.string("profile", DEFAULT_PROFILE)
+    if profile not in PROFILES:
+        choices = " or ".join(f'"{p}"' for p in PROFILES)
+        problems.append(f"trust.profile must be {choices}, not {profile!r}")
+        profile = DEFAULT_PROFILE
 
     expiry = _Reader(problems, "expiry.", top.table_of("expiry"))
     expiry.unknown({"check_interval_seconds", "warn_days", "renew_before_days"})
@@ -223,7 +280,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
         if not isinstance(table, dict):
             problems.append(f"services.{name} must be a table")
             continue
-        if name_problem(name) is not None:
+        if service_name_problem(name) is not None:
             problems.append(
                 f"services.{name!r}: a service name must be 1-64 letters, digits, '.', '_' "
                 "or '-', starting with a letter or digit; rename the table"
@@ -244,6 +301,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
         max_file_bytes=max_bytes,
         passphrase_files=passphrase_files,
         ca_bundle=ca_bundle,
+        trust_profile=profile,
         check_interval_seconds=interval,
         warn_days=tuple(sorted(set(warn_raw), reverse=True)),
         renew_before_days=renew_before,
@@ -251,6 +309,8 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
         renewal_timeout_seconds=renew_timeout,
         renewal_retry_base_seconds=retry_base,
         metrics_listen=listen,
+        limits=limits,
+        state_group=state_group,
         services=services,
         fleet=fleet,
     )
@@ -413,13 +473,28 @@ def _service(
             f"{where}probe: an smtp-client shows its certificate only when it connects out, "
             'so no handshake can prove it; set probe = ""'
         )
+    hostname = r.string("hostname")
+    if hostname and not hostname.isascii():
+        try:
+            hostname = domains.to_ascii(hostname)  # 例え.jp -> xn--r8jz45g.jp (IDNA, UTS 46)
+        except ValueError as exc:
+            problems.append(
+                f"{where}hostname {hostname!r} is not a valid domain name (IDNA): {exc}"
+            )
+    try:
+        if hostname:
+            subject_for(hostname)
+    except HostnameError:
+        problems.append(
+            f"{where}hostname {hostname!r} is neither an IP address nor a valid domain name"
+        )
     if len(problems) > before:
         return None
     return ServiceConfig(
         name=name,
         role=role,
         key_format=key_format,
-        hostname=r.string("hostname"),
+        hostname=hostname,
         cert_file=path(files["cert_file"]) if files["cert_file"] else None,
         key_file=path(files["key_file"]) if files["key_file"] else None,
         chain_file=path(files["chain_file"]) if files["chain_file"] else None,

@@ -48,3 +48,13 @@ class Rejection(CertdropError):
         self.code = code
         self.reason = reason
         super().__init__(f"{code}: {reason}")
+
+
+def permission_message(exc: OSError) -> str:
+    """One line for a file this user may not read: the path and the fix (monitors that
+    are not root read the state through ``state_group``)."""
+    path = exc.filename or "a file certdrop needs"
+    return (
+        f"{path}: permission denied; run as root, or (to read status and check) set "
+        "state_group in the config and add this user to that group"
+    )

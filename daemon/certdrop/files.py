@@ -18,21 +18,27 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 @contextlib.contextmanager
-def replacing(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
+def replacing(path: Path, mode: int = 0o600, gid: int = -1) -> Iterator[BinaryIO]:
     """Write a new ``path`` through the yielded file; it replaces the old one atomically
-    when the block ends, and is discarded if the block raises."""
+    when the block ends, and is discarded if the block raises. ``gid`` (-1: keep) is set
+    before the first byte, like the mode."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = _create(tmp, mode)
+    # The name is this process's own: one left by an earlier failed write (the disk was
+    # full or read-only, so it could not be removed then) goes now, or every later
+    # write would fail on it.
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = _create(tmp, mode, -1, gid)
     try:
         with os.fdopen(fd, "wb") as out:
             yield out
             out.flush()
             os.fsync(out.fileno())
+        os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # the original error is the one to report
             tmp.unlink()
         raise
-    os.replace(tmp, path)
     fsync_dir(path.parent)
 
 

@@ -110,8 +110,10 @@ def runnable_unit(tmp_path: Path) -> Path:
     program = tmp_path / "certdrop"
     program.write_text("#!/bin/sh\nexit 0\n")
     program.chmod(0o755)
-    text = UNIT.read_text().replace("ExecStart=/usr/local/bin/certdrop ", f"ExecStart={program} ")
-    assert str(program) in text
+    text = UNIT.read_text()
+    for key in ("ExecStart", "ExecReload"):
+        text = text.replace(f"{key}=/usr/local/bin/certdrop ", f"{key}={program} ")
+    assert f"ExecStart={program} " in text and f"ExecReload={program} " in text
     unit = tmp_path / "unit" / "certdrop.service"
     unit.parent.mkdir()
     unit.write_text(text)
@@ -163,7 +165,7 @@ def test_unit_has_the_contracted_settings() -> None:
         "NotifyAccess": "main",
         "WatchdogSec": "60",
         "ExecStart": "/usr/local/bin/certdrop --config /etc/certdrop/certdrop.toml run",
-        "ExecReload": "/bin/kill -HUP $MAINPID",
+        "ExecReload": "/usr/local/bin/certdrop --config /etc/certdrop/certdrop.toml reload",
         "Restart": "on-failure",
         "ProtectSystem": "strict",
         "NoNewPrivileges": "yes",

@@ -57,9 +57,13 @@ def reason(intake: Intake, name: str) -> dict:
 
 
 def test_names_follow_the_drop_file_name():
-    """An entry is named after the drop without its extension, in safe characters."""
+    """An entry is named after the whole stem of the drop (Unicode and spaces kept);
+    only what a name cannot hold is replaced."""
     assert entry_name("imsva91_certificate.pem") == "imsva91_certificate"
-    assert entry_name("weird name\n.crt") == "weird_name"
+    assert entry_name("本番 証明書.pem") == "本番 証明書"
+    assert entry_name("New certificate.pem") == "New certificate"
+    assert entry_name("weird name\n.crt") == "weird name"
+    assert entry_name("a\x1b[31mb.pem") == "a_[31mb"
     assert entry_name("..") == "certificate"
     assert not is_drop_name(".upload.pem")
     for partial in ("a.part", "a.filepart", "a.tmp", "a~"):

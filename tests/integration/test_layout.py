@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from certdrop import config as configuration
 from certdrop.errors import ConfigError
 from certdrop.pki import layout
 from certdrop.pki.choose import Candidate, best_for_host
+from certdrop.pki.trust import Verdict, Verifier
 from certdrop.services import install as deployfiles
 from certdrop.services.reload import run_reload, short_output
 from support.pkitools import NOW, Issued, ec_key, issue, rsa_key
@@ -92,38 +94,44 @@ def test_pair_problem_catches_a_foreign_key_and_expiry() -> None:
 # --------------------------------------------------------------------------- choosing
 
 
-def candidate(
-    name: str, *sans: str, trusted: bool = True, days_old: int = 1, valid: int = 90
-) -> Candidate:
+def candidate(name: str, *sans: str, days_old: int = 1, valid: int = 90,
+              issuer: Issued | None = None) -> Candidate:  # fmt: skip
     cert = issue(
-        sans[0], ec_key(703), INTER, sans=sans,
+        sans[0], ec_key(703), issuer or INTER, sans=sans,
         not_before=NOW - dt.timedelta(days=days_old),
         not_after=NOW - dt.timedelta(days=days_old) + dt.timedelta(days=valid),
     ).cert  # fmt: skip
-    return Candidate(name, cert, trusted, "2026-01-01T00:00:00Z")
+    return Candidate(name, cert, (INTER.cert,), "2026-01-01T00:00:00Z")
+
+
+def judge_for(hostname: str) -> Callable[[Candidate], Verdict]:
+    verifier = Verifier.build([ROOT.cert])
+    return lambda c: verifier.judge(c.cert, c.chain, "serverAuth", NOW, hostname)
 
 
 def test_newest_trusted_valid_covering_certificate_wins() -> None:
-    """Of the certificates for a host, the one issued last wins; others are not considered."""
+    """Of the certificates for a host, the one issued last that the verifier trusts for
+    that host wins; untrusted, other-host and expired ones are not taken."""
+    stranger = issue("Stranger CA", ec_key(704), ca=True)
     pool = [
         candidate("old", "mx.example.test", days_old=30),
         candidate("new", "mx.example.test", days_old=2),
-        candidate("untrusted", "mx.example.test", trusted=False, days_old=0),
+        candidate("untrusted", "mx.example.test", days_old=0, issuer=stranger),
         candidate("other-host", "www.example.test", days_old=0),
         candidate("expired", "mx.example.test", days_old=100, valid=90),
     ]
-    best = best_for_host("mx.example.test", pool, NOW)
+    best = best_for_host(pool, judge_for("mx.example.test"))
     assert best is not None and best.name == "new"
-    assert best_for_host("MX.example.test.", pool, NOW) == best
-    assert best_for_host("nothing.example.test", pool, NOW) is None
+    assert best_for_host(reversed(pool), judge_for("MX.example.test.")) == best
+    assert best_for_host(pool, judge_for("nothing.example.test")) is None
 
 
 def test_a_wildcard_covers_one_label_only() -> None:
     """*.example.test covers mx.example.test, not a.mx.example.test nor example.test."""
     pool = [candidate("wild", "*.example.test")]
-    assert best_for_host("mx.example.test", pool, NOW) is not None
-    assert best_for_host("a.mx.example.test", pool, NOW) is None
-    assert best_for_host("example.test", pool, NOW) is None
+    assert best_for_host(pool, judge_for("mx.example.test")) is not None
+    assert best_for_host(pool, judge_for("a.mx.example.test")) is None
+    assert best_for_host(pool, judge_for("example.test")) is None
 
 
 # --------------------------------------------------------------------------- service config

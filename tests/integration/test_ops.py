@@ -1,6 +1,6 @@
-"""Operations: SIGHUP reloads, logrotate, the systemd notify protocol and watchdog, and the
-Prometheus endpoint, each against the real thing (a `certdrop run` process, the logrotate
-binary, an AF_UNIX datagram socket as NOTIFY_SOCKET, HTTP on 127.0.0.1).
+"""Operations: SIGHUP and `certdrop reload`, logrotate, the systemd notify protocol and
+watchdog, each against the real thing (a `certdrop run` process, the logrotate binary, an
+AF_UNIX datagram socket as NOTIFY_SOCKET). The metrics endpoint: test_metrics.py.
 """
 
 from __future__ import annotations
@@ -16,22 +16,19 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from certdrop import config as configuration
-from certdrop.daemon import app, metrics, notify, watcher
+from certdrop.daemon import app, notify, preflight, watcher
 from certdrop.daemon import state as daemon_state
+from certdrop.daemon.control import ControlServer
 from certdrop.daemon.worker import Worker
-from certdrop.errors import ConfigError
 from support.daemon import ROOT, RunningDaemon, drop
-from support.pkitools import ec_key, hierarchy, issue
-from support.process import free_port, need
+from support.pkitools import ec_key, hierarchy
+from support.process import need
 
 LOGROTATE_CONF = ROOT / "deploy" / "logrotate" / "certdrop"
 
@@ -75,6 +72,43 @@ def test_sighup_applies_a_good_config_and_keeps_the_old_one_for_a_bad_one(
         daemon._seen = len(daemon.events())
     assert daemon.proc is not None and daemon.proc.poll() is None
     assert not (daemon.root / "elsewhere").exists()
+
+
+def test_reload_command_answers_with_the_outcome(daemon: RunningDaemon) -> None:
+    """`certdrop reload` exits 0 naming what took effect; for a refused file (even one
+    that does not parse) it exits 1 with the reasons in one line, the daemon logs
+    daemon.reload_refused and keeps the old config; with no daemon it says so."""
+    base = daemon.config_path.read_text()
+    daemon.config_path.write_text(base + "[intake]\nmax_file_bytes = 100\n")
+    done = daemon.cli("reload")
+    assert done.stdout == f"reloaded {daemon.config_path} (services: none)\n"
+    daemon.wait_for("daemon.reloaded")
+    drop(daemon.inbox, "big.pem", b"x" * 150)
+    assert daemon.wait_for("drop.rejected", file="big.pem")["code"] == "too_large"
+
+    broken = {
+        "not TOML": (base + "[intake\n", "is not valid TOML"),
+        "unknown key": (base + "[intake]\nmax_file_byts = 5\n", "intake.max_file_byts is not a known setting"),
+        "moved inbox": (base.replace('inbox = "inbox"', 'inbox = "elsewhere"'), "inbox and state cannot change"),
+    }  # fmt: skip
+    for n, (text, message) in enumerate(broken.values()):
+        daemon._seen = len(daemon.events())
+        daemon.config_path.write_text(text)
+        done = daemon.cli("reload", check=False)
+        assert done.returncode == 1, done
+        assert done.stderr.startswith("certdrop: reload refused, the previous configuration stays: ")
+        assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+        assert done.stdout == ""
+        assert message in daemon.wait_for("daemon.reload_refused")["reason"]
+        drop(daemon.inbox, f"big{n}.pem", b"x" * 150)
+        assert daemon.wait_for("drop.rejected", file=f"big{n}.pem")["code"] == "too_large"
+    assert daemon.stop() == 0
+    done = daemon.cli("reload", check=False)
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"certdrop: no certdrop daemon answers on {daemon.state / 'control.sock'}: nothing to "
+        "reload; start it (systemctl start certdrop)\n"
+    )
 
 
 # --- logrotate ------------------------------------------------------------------------------
@@ -224,6 +258,42 @@ def test_daemon_speaks_the_systemd_notify_protocol(
     assert notify_socket.texts()[-1] == "STOPPING=1" or "STOPPING=1" in notify_socket.texts()[-3:]
 
 
+def test_ready_waits_for_the_start_up_reconcile(
+    daemon_factory: Callable[..., RunningDaemon], notify_socket: NotifySocket, tmp_path: Path
+) -> None:
+    """READY=1 comes only after the start-up reconcile: while the reload of a service
+    whose files drifted is held back, the daemon runs (daemon.started) but is not READY;
+    once the reload ends, service.applied is logged and then READY=1 is sent."""
+    hold = tmp_path / "hold"
+    (tmp_path / "svc").mkdir()
+    reload = ["sh", "-c", f"while [ -e {hold} ]; do sleep 0.05; done"]
+    d = daemon_factory(
+        '[services.web]\nrole = "https"\ncert_file = "svc/c.pem"\nkey_file = "svc/k.pem"\n'
+        f"reload = {json.dumps(reload)}\n",
+        env={"NOTIFY_SOCKET": str(notify_socket.path)},
+    ).start()
+    drop(d.inbox, "web.pem", full_drop(72))
+    d.wait_for("drop.accepted", file="web.pem")
+    d.cli("assign", "web", "web")
+    assert d.stop() == 0
+
+    notify_socket.messages.clear()
+    hold.touch()
+    (tmp_path / "svc" / "c.pem").unlink()  # drifted: the start-up reconcile redeploys it
+    d.start()
+    time.sleep(1.0)
+    assert "READY=1" not in notify_socket.texts()
+    assert not [e for e in d.events()[d._seen :] if e["event"] == "service.applied"]
+    starting = d.cli("check", "--daemon", check=False)  # the health answer says so too
+    assert starting.returncode == 1, starting.stdout
+    assert "WARNING daemon: the daemon (pid" in starting.stdout and "still starting" in starting.stdout
+    hold.unlink()
+    notify_socket.wait_for("READY=1")
+    applied = [e for e in d.events()[d._seen :] if e["event"] == "service.applied"]
+    assert [e["service"] for e in applied] == ["web"]  # logged before READY=1 went out
+    assert d.stop() == 0
+
+
 def test_watchdog_pid_of_another_process_means_no_pings(
     daemon_factory: Callable[..., RunningDaemon], notify_socket: NotifySocket
 ) -> None:
@@ -316,6 +386,43 @@ def test_watchdog_goes_quiet_while_the_worker_is_stuck(
     assert [e["reason"].split(" has run")[0] for e in unhealthy][:1] == ["the job 'stuck reload'"]
 
 
+def test_health_is_answered_while_the_worker_is_stuck(tmp_path: Path) -> None:
+    """`check --daemon` asks over the control socket and the control thread answers (not
+    the worker): healthy at first, CRITICAL naming the job once the worker is stuck past
+    its budget, and a daemon that has not finished starting is a WARNING."""
+    (tmp_path / "certdrop.toml").write_text('inbox = "inbox"\nstate = "state"\n')
+    config = configuration.load(tmp_path / "certdrop.toml", tmp_path)
+    daemon_state.prepare_folders(config)
+    ctx, sink = daemon_state.open_context(config)
+    worker = Worker(ctx)
+    daemon = StallingDaemon(ctx, worker, [])
+    worker.start()
+    daemon.observer = watcher.start(config.inbox, worker.submit_drop)
+    control = ControlServer(
+        config.state / "control.sock", ctx, worker, {"health": daemon._health_request}
+    )
+    control.start()
+    release = threading.Event()
+    try:
+        starting = preflight.daemon_health(config)
+        assert starting.level == "warning" and "still starting" in starting.detail
+        daemon.ready.set()
+        assert preflight.daemon_health(config).level == "ok"
+        worker.submit("stuck renewal", lambda: release.wait(10))
+        time.sleep(0.6)
+        stuck = preflight.daemon_health(config)
+        assert stuck.level == "critical", stuck
+        assert "is unhealthy: the job 'stuck renewal' has run for" in stuck.detail
+    finally:
+        release.set()
+        control.close()
+        worker.stop()
+        daemon.observer.stop()
+        daemon.observer.join(5)
+        ctx.inventory.close()
+        sink.close()
+
+
 def test_stall_budget_covers_the_slowest_legitimate_job() -> None:
     """The budget is the floor plus the renewal timeout plus twice every reload and probe
     timeout (a deploy, then its rollback)."""
@@ -331,161 +438,3 @@ def test_stall_budget_covers_the_slowest_legitimate_job() -> None:
         source="test",
     )
     assert app.stall_seconds(config) == app.STALL_FLOOR_SECONDS + 300 + 2 * 40
-
-
-# --- Prometheus metrics -----------------------------------------------------------------------
-
-SAMPLE = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_]\w*="(?:[^"\\\n]|\\.)*",?)*)\})? (\S+)')
-LABEL = re.compile(r'([a-zA-Z_]\w*)="((?:[^"\\\n]|\\.)*)"')
-
-
-def parse_exposition(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """A strict reading of the text format: every line is a comment or a valid sample."""
-    families: dict[str, list[tuple[dict[str, str], float]]] = {}
-    types: dict[str, str] = {}
-    assert text.endswith("\n")
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ", 3)
-            types[name] = kind
-            continue
-        if line.startswith("# HELP "):
-            continue
-        match = SAMPLE.fullmatch(line)
-        assert match, f"not a valid sample line: {line!r}"
-        name, labels, value = match.groups()
-        assert name in types, f"{name} has no # TYPE"
-        raw = dict(LABEL.findall(labels or ""))
-        unescaped = {
-            k: v.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
-            for k, v in raw.items()
-        }
-        families.setdefault(name, []).append((unescaped, float(value)))
-    return families
-
-
-def scrape(port: int, path: str = "/metrics") -> tuple[int, str, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, resp.headers["Content-Type"], resp.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.headers["Content-Type"], err.read().decode()
-
-
-def test_metrics_endpoint_serves_expiry_drops_services_and_held_pieces(
-    daemon_factory: Callable[..., RunningDaemon], tmp_path: Path
-) -> None:
-    """With metrics.listen set, /metrics shows each certificate's expiry and start, the drop
-    results, each service's state and the held pieces, in the text format, with hostile
-    names escaped; other paths are 404."""
-    port = free_port()
-    d = daemon_factory(
-        f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
-        '[services.web]\nrole = "https"\ncert_file = "svc/c.pem"\nkey_file = "svc/k.pem"\n'
-    ).start()
-    started = d.wait_for("metrics.started")
-    assert started["listen"] == f"127.0.0.1:{port}"
-    h = hierarchy("metrics.example.test", slot=70, leaf_key=ec_key(470))
-    drop(d.inbox, "good.pem", h.chain_pem + h.leaf.key_pem())
-    evil = issue('quo"te\\back\nslash', ec_key(471))
-    drop(d.inbox, "evil.pem", evil.pem + evil.key_pem())
-    drop(d.inbox, "lone.key", issue("lone", ec_key(472)).key_pem())
-    drop(d.inbox, "junk.pem", b"junk")
-    for name, event in (("good.pem", "drop.accepted"), ("evil.pem", "drop.accepted"),
-                        ("lone.key", "drop.held"), ("junk.pem", "drop.rejected")):  # fmt: skip
-        d.wait_for(event, file=name)
-
-    deadline = time.monotonic() + 10
-    while True:  # status.json and the page follow a burst within SNAPSHOT_MAX_DELAY
-        code, kind, text = scrape(port)
-        families = parse_exposition(text) if code == 200 else {}
-        drops = {s[0]["result"]: s[1] for s in families.get("certdrop_drops_total", [])}
-        if drops == {"accepted": 2, "held": 1, "rejected": 1}:
-            break
-        assert time.monotonic() < deadline, (code, text)
-        time.sleep(0.1)
-    assert kind == metrics.CONTENT_TYPE
-    status = json.loads(d.cli("status", "--json").stdout)
-    expiry = {s[0]["name"]: s for s in families["certdrop_certificate_expiration_timestamp_seconds"]}
-    assert set(expiry) == {c["name"] for c in status["certificates"]} == {"good", "evil"}
-    good = next(c for c in status["certificates"] if c["name"] == "good")
-    assert expiry["good"][0] == {"name": "good", "subject": good["subject"],
-                                 "issuer": good["issuer"], "status": "unused"}  # fmt: skip
-    assert expiry["good"][1] == h.leaf.cert.not_valid_after_utc.timestamp()
-    evil_subject = next(c["subject"] for c in status["certificates"] if c["name"] == "evil")
-    assert expiry["evil"][0]["subject"] == evil_subject and '\\"' in evil_subject
-    not_before = {s[0]["name"]: s[1] for s in families["certdrop_certificate_not_before_timestamp_seconds"]}
-    assert not_before["good"] == h.leaf.cert.not_valid_before_utc.timestamp()
-    states = {(s[0]["service"], s[0]["state"]): s[1] for s in families["certdrop_service_state"]}
-    assert states == {("web", "ok"): 0, ("web", "pending"): 1, ("web", "failed"): 0}
-    assert families["certdrop_held_pieces"] == [({}, 1.0)]
-    assert abs(families["certdrop_snapshot_timestamp_seconds"][0][1] - time.time()) < 30
-    assert scrape(port, "/")[0] == 404
-    assert scrape(port, "/metrics?x=1")[0] == 200
-    d.stop()
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-
-
-def test_metrics_follow_a_reload_and_a_busy_port_is_reported_not_fatal(
-    daemon_factory: Callable[..., RunningDaemon],
-) -> None:
-    """Off by default; a reload that sets metrics.listen starts the endpoint, one that
-    moves it moves it, and a port already taken logs metrics.failed while drops go on."""
-    d = daemon_factory().start()
-    base = d.config_path.read_text()
-
-    def reload_with(listen: str) -> None:
-        d.config_path.write_text(base + f'[metrics]\nlisten = "{listen}"\n')
-        d._seen = len(d.events())
-        d.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
-        d.wait_for("daemon.reloaded")
-
-    assert "metrics.started" not in [e["event"] for e in d.events()]
-    first, second = free_port(), free_port()
-    reload_with(f"127.0.0.1:{first}")
-    d.wait_for("metrics.started", listen=f"127.0.0.1:{first}")
-    assert scrape(first)[0] == 200
-    reload_with(f"localhost:{second}")
-    d.wait_for("metrics.started", listen=f"localhost:{second}")
-    assert scrape(second)[0] == 200
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", first), timeout=1).close()
-
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        busy = taken.getsockname()[1]
-        reload_with(f"127.0.0.1:{busy}")
-        failed = d.wait_for("metrics.failed")
-        assert f"127.0.0.1:{busy}" in failed["reason"] and failed["detail"]
-    drop(d.inbox, "still.pem", full_drop(71))
-    d.wait_for("drop.accepted", file="still.pem")
-    assert d.stop() == 0
-
-
-@pytest.mark.parametrize("listen", ["0.0.0.0:9810", "192.0.2.1:9810", "127.0.0.1", ":9810"])
-def test_metrics_listen_off_loopback_is_a_config_error(listen: str) -> None:
-    """metrics.listen must be a loopback host:port; anything else is refused by name."""
-    with pytest.raises(ConfigError, match=r"metrics\.listen"):
-        configuration.from_mapping({"metrics": {"listen": listen}}, base=Path("/tmp"), source="t")
-
-
-def test_rendered_page_escapes_label_values() -> None:
-    """Backslashes, quotes and newlines in label values are escaped as the format says,
-    and a certificate without dates (a pending request) has no expiry sample."""
-    snapshot: dict[str, Any] = {
-        "certificates": [
-            {"name": "a", "subject": 'CN=x"y\\z\nw', "issuer": "CN=i", "status": "unused",
-             "not_before": "2026-01-01T00:00:00Z", "not_after": "2026-04-01T00:00:00Z"},
-            {"name": "req", "subject": "CN=r", "issuer": None, "status": "requested",
-             "not_before": None, "not_after": None},
-        ],
-        "held": [],
-        "services": [],
-    }  # fmt: skip
-    text = metrics.render(snapshot, {"accepted": 1}, 1.0).decode()
-    assert 'subject="CN=x\\"y\\\\z\\nw"' in text
-    families = parse_exposition(text)
-    assert [s[0]["name"] for s in families["certdrop_certificate_expiration_timestamp_seconds"]] == ["a"]
-    assert families["certdrop_drops_total"][2] == ({"result": "rejected"}, 0.0)

@@ -147,7 +147,7 @@ def test_csr_writes_a_csr_openssl_verifies(
 ) -> None:
     """`csr` prints the path of a 0644 CSR that openssl verifies, with the subject asked for."""
     code = certdrop(
-        config_file, "csr", "web", "--cn", CN, "--san", CN, "api.example.com", "--san",
+        config_file, "csr", "web", "--cn", CN, "--san", CN, "--san", "api.example.com", "--san",
         "192.0.2.7", "--country", "de", "--state", "Bavaria", "--locality", "Munich",
         "--org", "Acme", "--ou", "Ops", "--email", "ops@example.com", *options,
     )
@@ -235,7 +235,7 @@ def test_a_name_in_use_is_refused_with_the_other_problems(
     assert "name 'web' is already in use; pick another name; country 'DEU'" in err
     assert csr.read_bytes() == before
     assert certdrop(config_file, "csr", "../escape", "--cn", CN) == 1
-    assert "name '../escape' is not allowed" in capsys.readouterr().err
+    assert "name '../escape' contains '/'" in capsys.readouterr().err
 
 
 def test_bad_fields_as_a_subprocess(config_file: Path) -> None:
@@ -448,7 +448,7 @@ def test_openssl_signed_certificate_completes_a_request_across_a_restart(
     """`csr` through the daemon's socket, a restart, then the openssl-signed cert completes it."""
     ca = OpenSSLCA(tmp_path / "ca")
     d: RunningDaemon = daemon_factory('[trust]\nca_bundle = "ca/root.pem"\n').start()
-    made = d.cli("csr", "web", "--cn", CN, "--san", CN, "api.example.com", "--org", "Acme")
+    made = d.cli("csr", "web", "--cn", CN, "--san", CN, "--san", "api.example.com", "--org", "Acme")
     csr = d.state / "outbox" / "web.csr"
     assert made.stdout == f"{csr}\n" and made.stderr == ""
     d.wait_for("csr.created", name="web")

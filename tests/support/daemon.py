@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ class RunningDaemon:
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self._seen = 0
+        # Runs in the child before exec (e.g. resource limits: tests/support/faults.py).
+        self.preexec: Callable[[], None] | None = None
 
     @property
     def log_path(self) -> Path:
@@ -41,6 +44,7 @@ class RunningDaemon:
             env=self.env,
             stdout=self.stderr,
             stderr=self.stderr,
+            preexec_fn=self.preexec,  # only setrlimit; pytest runs no other thread then
         )
         self.wait_for("daemon.started", timeout=timeout, pid=self.proc.pid)
         return self

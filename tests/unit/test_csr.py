@@ -223,7 +223,8 @@ def test_every_problem_is_reported_at_once() -> None:
         ({"cn": "a.example", "sans": ["*.com"]}, "wildcard directly above"),
         ({"cn": "a.example", "sans": ["www.*.example"]}, "wildcard other than a leading"),
         ({"cn": "a.example", "sans": ["w*.example.com"]}, "wildcard other than a leading"),
-        ({"cn": "a.example", "sans": ["bücher.example"]}, "xn-- form"),
+        ({"cn": "a.example", "sans": ["bücher..example"]}, "not a valid internationalised"),
+        ({"cn": "a.example", "sans": ["bü cher.example"]}, "(IDNA)"),
         ({"cn": "a.example", "sans": ["256.1.1.1"]}, "all-numeric label"),
         ({"cn": "a.example", "sans": ["fe80::1%eth0"]}, "IP address with a zone"),
         ({"cn": "a.example", "sans": ["a" * 64 + ".example"]}, "longer than 63"),
@@ -250,6 +251,7 @@ def test_each_invalid_value_is_one_named_problem(values: dict[str, object], frag
     [
         "*.example.com",
         "xn--bcher-kva.example",
+        "bücher.example",
         "a-b.example",
         "1.example",
         "::1",
@@ -259,7 +261,8 @@ def test_each_invalid_value_is_one_named_problem(values: dict[str, object], frag
     ],
 )
 def test_valid_sans_are_accepted(san: str) -> None:
-    """Wildcards, A-labels, hyphens, digits, IPv4/IPv6 and single labels are fine SANs."""
+    """Wildcards, A-labels, Unicode names (converted), hyphens, digits, IPv4/IPv6 and single
+    labels are fine SANs."""
     assert problems_of(cn="x.example", sans=[san]) == []
 
 

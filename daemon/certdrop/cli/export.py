@@ -19,14 +19,16 @@ from pathlib import Path
 from cryptography import x509
 
 from certdrop import config as configuration
-from certdrop.cli.common import Subparsers
+from certdrop.cli.common import Subparsers, add_json, command, completes_files, print_json
+from certdrop.cli.table import safe
+from certdrop.daemon.state import reading
 from certdrop.errors import UserError
 from certdrop.files import publish
 from certdrop.pki import chain as chains
 from certdrop.pki import keys
 from certdrop.pki.export import MAX_PASSWORD_BYTES, export_p12, export_pem, read_password
+from certdrop.pki.names import file_name, normal
 from certdrop.store.eventlog import open_log
-from certdrop.store.inventory import Inventory
 
 FORMATS = ("pem", "p12")
 _P12_SUFFIXES = (".p12", ".pfx")
@@ -34,39 +36,55 @@ _P12_SUFFIXES = (".p12", ".pfx")
 
 def add_parser(sub: Subparsers) -> None:
     """``export``: the password comes from a file, a terminal, or is refused explicitly."""
-    p = sub.add_parser(
+    p = command(
+        sub,
         "export",
-        help="write key, certificate and chain to a password-protected file",
-        description="Write a backup of an entry's key, certificate and intermediates. "
+        "write key, certificate and chain to a password-protected file",
+        "Write a backup of an entry's key, certificate and intermediates. "
         "pem: the key as traditional PKCS#1/SEC1 encrypted with AES-256-CBC, then the "
         "leaf and intermediates; p12: PKCS#12 with AES-256-CBC and PBKDF2-SHA256. "
-        "Without --password-file the password is asked twice on the terminal.",
+        "Without --out the file is NAME.p12 (or NAME.pem) in this folder, or a safe form "
+        "of NAME; the path is printed. Without --password-file the password is asked "
+        "twice on the terminal. Reads the state only.",
+        """
+        certdrop export web --out web.p12 --password-file export.pw
+        certdrop export '本番 証明書' --password-file export.pw    # -> ./本番 証明書.p12
+        certdrop export web --format pem --no-password --out web.pem --json
+        """,
     )
     p.add_argument("name", metavar="NAME", help="the entry to export (see `certdrop status`)")
-    p.add_argument("--out", metavar="FILE", required=True, help="the file to write (0600)")
+    out = p.add_argument("--out", metavar="FILE", help="the file to write (0600); default NAME.p12")
+    completes_files(out)
     p.add_argument(
         "--format",
         choices=FORMATS,
-        help="pem or p12; default p12 when FILE ends in .p12 or .pfx, else pem",
+        help="pem or p12; default p12 when FILE ends in .p12 or .pfx or is not given, else pem",
     )
     secret = p.add_mutually_exclusive_group()
-    secret.add_argument(
-        "--password-file",
-        metavar="FILE",
-        help="read the password from FILE's first line, as openssl's -passin file: does",
+    completes_files(
+        secret.add_argument(
+            "--password-file",
+            metavar="FILE",
+            help="read the password from FILE's first line, as openssl's -passin file: does",
+        )
     )
     secret.add_argument(
         "--no-password", action="store_true", help="write the key unencrypted (be sure)"
     )
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    add_json(p)
     p.set_defaults(handler=run_export)
 
 
 def run_export(config: configuration.Config, args: argparse.Namespace) -> int:
     """Export one entry; exit 1 with one line for an unknown name or any refusal."""
-    out = Path(args.out)
-    fmt: str = args.format or ("p12" if out.suffix.lower() in _P12_SUFFIXES else "pem")
-    name: str = args.name
+    name: str = normal(args.name)
+    if args.out is None:
+        fmt: str = args.format or "p12"
+        out = Path(file_name(name, f".{fmt}"))
+    else:
+        out = Path(args.out)
+        fmt = args.format or ("p12" if out.suffix.lower() in _P12_SUFFIXES else "pem")
     key_pem, chain = _read_entry(config, name)
     _check_target(out, force=args.force)  # before asking for a password that would be wasted
     password = _password(args)
@@ -76,8 +94,15 @@ def run_export(config: configuration.Config, args: argparse.Namespace) -> int:
     else:
         data = export_pem(key, chain, password)
     write_backup(out, data, force=args.force)
-    _log_export(config, name, chains.fingerprint(chain[0]), fmt, password is not None, out)
-    print(out)
+    sha256 = chains.fingerprint(chain[0])
+    _log_export(config, name, sha256, fmt, password is not None, out)
+    if args.json:
+        print_json(
+            {"name": name, "file": str(out.absolute()), "format": fmt,
+             "encrypted": password is not None, "sha256": sha256}
+        )  # fmt: skip
+    else:
+        print(safe(str(out)))
     return 0
 
 
@@ -89,12 +114,9 @@ def _read_entry(config: configuration.Config, name: str) -> tuple[bytes, list[x5
             f"no certificate named {name!r}: {config.state} holds no inventory yet; check --config"
         )
     try:
-        inventory = Inventory(database, readonly=True)
-        try:
+        with reading(config) as inventory:
             entry = inventory.entry(name)
             key_pem = inventory.key_pem(name)
-        finally:
-            inventory.close()
     except sqlite3.Error as exc:
         raise UserError(f"cannot read {database}: {exc}") from None
     if entry is None or key_pem is None:

@@ -8,33 +8,52 @@ so no handler ever runs inside the worker's transactions.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+from certdrop import __version__
 from certdrop import config as configuration
+from certdrop.clock import iso, utc_now
 from certdrop.daemon import watcher
 from certdrop.daemon.control import ControlServer
 from certdrop.daemon.features import Feature, features
 from certdrop.daemon.notify import notify, watchdog_interval
-from certdrop.daemon.state import Context, open_context, prepare_folders, state_lock
-from certdrop.daemon.worker import Worker
+from certdrop.daemon.state import (
+    LOCK_WAIT_SECONDS,
+    Context,
+    open_context,
+    prepare_folders,
+    share_state,
+    state_gid,
+    state_lock,
+)
+from certdrop.daemon.worker import Job, Worker
 from certdrop.errors import UserError
 from certdrop.files import remove_stale_temps
+from certdrop.renewal.expiry_check import ExpiryCheck
 
 # The watchdog stops pinging when one job has run longer than its own timeouts allow.
 STALL_FLOOR_SECONDS = 600.0
 HANDLED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
-def serve(config: configuration.Config, config_path: Path | None) -> int:
-    """Build the daemon from its parts and run it until SIGTERM or SIGINT."""
+def serve(
+    config: configuration.Config,
+    config_path: Path | None,
+    *,
+    show: Callable[[str], None] | None = None,
+) -> int:
+    """Build the daemon from its parts and run it until SIGTERM or SIGINT. ``show``
+    gets every status-log line too (``certdrop run`` on a terminal prints them)."""
     prepare_folders(config)
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
-    with state_lock(config.state):
+    with state_lock(config.state, wait=LOCK_WAIT_SECONDS):  # a reader holds it a moment
         # Left by a kill -9 in the middle of a write; a reused PID would trip O_EXCL.
         for folder in (
             config.state,
@@ -43,12 +62,17 @@ def serve(config: configuration.Config, config_path: Path | None) -> int:
             config.inbox / "rejected",
         ):
             remove_stale_temps(folder)
-        ctx, sink = open_context(config, echo=None)
+        ctx, sink = open_context(config, echo=None, show=show)
         try:
             worker = Worker(ctx)
-            daemon = Daemon(ctx, worker, features(ctx, worker), config_path=config_path)
+            built = features(ctx, worker)
+            # `certdrop renew` through the control socket starts renewals with the expiry
+            # check's own renewer, which tracks and stops their commands.
+            ctx.renewer = next((f.renewer for f in built if isinstance(f, ExpiryCheck)), None)
+            daemon = Daemon(ctx, worker, built, config_path=config_path)
             return daemon.run()
         finally:
+            ctx.intake.close()
             ctx.inventory.close()
             sink.close()
 
@@ -79,6 +103,9 @@ class Daemon:
         self.config_path = config_path
         self.observer: threading.Thread | None = None
         self.inbox_id: tuple[int, int] | None = None  # (st_dev, st_ino) the watcher watches
+        self.control: ControlServer | None = None
+        self.started_at = utc_now()
+        self.ready = threading.Event()  # set once the start-up reconcile has run
 
     @property
     def config(self) -> configuration.Config:
@@ -87,15 +114,22 @@ class Daemon:
     def run(self) -> int:
         ctx, worker = self.ctx, self.worker
         config = ctx.config
-        control = ControlServer(config.state / "control.sock", ctx, worker)
+        control = self.control = ControlServer(
+            config.state / "control.sock",
+            ctx,
+            worker,
+            {"health": self._health_request, "reload": self._reload_request},
+            gid=state_gid(config),
+        )
         control.start()
-        worker.start()
+        # Everything is queued before the worker starts, so daemon.started (what is
+        # watched, how many drops wait) is the first line, before any drop's.
         worker.submit("recover", self._recover)
         observer = self.observer = watcher.start(config.inbox, worker.submit_drop)
         inbox_stat = os.stat(config.inbox)
         self.inbox_id = (inbox_stat.st_dev, inbox_stat.st_ino)
-        for name in ctx.intake.pending():
-            worker.submit_found(name)
+        waiting = ctx.intake.pending()
+        worker.submit_backlog(waiting)
         for feature in self.features:
             feature.on_start()
         # Logged once the watcher runs: a drop made after this line is never missed.
@@ -105,16 +139,23 @@ class Daemon:
             state=str(config.state),
             config=config.source,
             pid=os.getpid(),
+            waiting=len(waiting),
+            services=sorted(config.services),
         )
-        notify("READY=1")
+        worker.start()
+        # READY=1 waits for the start-up reconcile: queued behind the recover job (whose
+        # after_recover hooks reload and probe every service), so `systemctl start`
+        # returns when the services were brought in line, as the unit promises.
+        worker.submit("ready", self._ready)
         pinger = self._start_watchdog()
         sig: int = signal.SIGTERM
         try:
             while True:
                 sig = signal.sigwait(HANDLED)
                 if sig == signal.SIGHUP:
-                    notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
-                    worker.submit("reload", self._reload_then_ready)
+                    # Refusals are logged (daemon.reload_refused); `certdrop reload` is
+                    # the way that answers.
+                    self._begin_reload()
                     continue
                 break
         finally:
@@ -136,7 +177,13 @@ class Daemon:
         for feature in self.features:
             feature.after_recover()
 
-    def _reload(self) -> None:
+    def _ready(self) -> None:
+        self.ready.set()
+        notify("READY=1")
+
+    def _reload(self) -> str:
+        """Re-read the config file; returns what took effect, raises UserError (logged as
+        daemon.reload_refused) when the new file is refused and the old one stays."""
         try:
             new = configuration.load(self.config_path, Path.cwd())
             if (new.inbox, new.state) != (self.config.inbox, self.config.state):
@@ -147,19 +194,60 @@ class Daemon:
                 reason=str(exc),
                 detail="the previous configuration stays in force",
             )
-            return
+            raise UserError(f"reload refused, the previous configuration stays: {exc}") from None
         self.ctx.config = new
         self.ctx.intake.reconfigure(new)
+        share_state(new)
+        if self.control is not None:
+            self.control.share(state_gid(new))
         self.worker.changed()
         self.ctx.log.info("daemon.reloaded", config=new.source, services=sorted(new.services))
         for feature in self.features:
             feature.after_reload()
+        services = ", ".join(sorted(new.services)) or "none"
+        return f"reloaded {new.source} (services: {services})"
 
-    def _reload_then_ready(self) -> None:
+    def _begin_reload(self) -> Job:
+        # RELOADING=1 at once, as Type=notify-reload wants; READY=1 when the job ended.
+        notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        return self.worker.submit("reload", self._reload_then_ready)
+
+    def _reload_then_ready(self) -> str:
         try:
-            self._reload()
+            return self._reload()
         finally:
             notify("READY=1")  # ends systemd's "reloading", whether it took or was refused
+
+    # -- control requests (a control thread) ----------------------------------------
+    def _reload_request(self, args: dict[str, Any]) -> str:
+        """``certdrop reload``: reload on the worker and answer with the outcome."""
+        job = self._begin_reload()
+        job.done.wait()
+        if job.error is not None:
+            raise UserError(job.error)
+        return str(job.result)
+
+    def _health_request(self, args: dict[str, Any]) -> str:
+        """``certdrop check --daemon``: answered here, not on the worker, so a stuck
+        worker is reported rather than waited for."""
+        return json.dumps(self.health_report())
+
+    def health_report(self) -> dict[str, object]:
+        problem = self.health()
+        busy = self.worker.busy
+        return {
+            "healthy": problem is None,
+            "problem": problem,
+            "pid": os.getpid(),
+            "version": __version__,
+            "config": self.config.source,
+            "started": iso(self.started_at),
+            "ready": self.ready.is_set(),
+            "queued": self.worker.queue.qsize(),
+            "busy": None
+            if busy is None
+            else {"job": busy[0], "seconds": round(time.monotonic() - busy[1], 1)},
+        }
 
     # -- the systemd watchdog -------------------------------------------------------
     def stall_seconds(self) -> float:

@@ -1,7 +1,14 @@
 """The control socket (``state/control.sock``): how a CLI command reaches a running daemon.
 
 One JSON line in (``{"command", "args"}``), one JSON line out (``{"ok", "output",
-"error"}``). The command runs as a job on the worker, so it never races a drop.
+"error"}``). A state-changing command (:data:`certdrop.daemon.commands.COMMANDS`) runs
+as a job on the worker, so it never races a drop; the daemon's own requests (``health``,
+``reload``) are answered by the daemon.
+
+The socket is 0600 root, or 0660 with the ``state_group`` when one is configured, so a
+monitor in that group can ask ``health``. Who asks is read from the kernel
+(SO_PEERCRED), not from the request: only root (or the daemon's own user) may run
+anything but the read-only requests.
 """
 
 from __future__ import annotations
@@ -10,13 +17,16 @@ import contextlib
 import json
 import os
 import socket
+import struct
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from certdrop import config as configuration
 from certdrop.daemon.commands import COMMANDS
 from certdrop.daemon.state import (
+    LOCK_WAIT_SECONDS,
     Context,
     open_context,
     prepare_folders,
@@ -24,61 +34,139 @@ from certdrop.daemon.state import (
     write_status_json,
 )
 from certdrop.daemon.worker import Worker
-from certdrop.errors import StateLocked, UserError
+from certdrop.errors import CertdropError, StateLocked, UserError
+
+# Requests that change nothing: a member of state_group may make them.
+READ_ONLY = frozenset({"health"})
+# A daemon-level request: JSON-ready arguments in, output text out (CertdropError: refused).
+Request = Callable[[dict[str, Any]], str]
+
+
+class NotRunning(UserError):
+    """No daemon answers on the control socket."""
 
 
 def run_command(config: configuration.Config, name: str, args: dict[str, Any]) -> str:
-    """Run a command: in this process if the state is free, else in the daemon."""
+    """Run a command: in this process if the state is free, else in the daemon. Locked
+    with no daemon answering means a command that only reads holds the lock a moment:
+    wait for it (LOCK_WAIT_SECONDS) and run here."""
     prepare_folders(config)
     try:
-        with state_lock(config.state):
-            ctx, sink = open_context(config)
-            try:
-                output = COMMANDS[name](ctx, args)
-                write_status_json(config, ctx.inventory)
-                return output
-            finally:
-                ctx.inventory.close()
-                sink.close()
+        return _here(config, name, args)
     except StateLocked:
-        return ask_daemon(config.state / "control.sock", name, args)
+        pass
+    path = config.state / "control.sock"
+    try:
+        return ask(path, name, args)
+    except NotRunning as exc:
+        try:
+            return _here(config, name, args, wait=LOCK_WAIT_SECONDS)
+        except StateLocked:
+            raise UserError(
+                f"the state folder is locked but {exc}; is another certdrop command running?"
+            ) from None
+
+
+def _here(
+    config: configuration.Config, name: str, args: dict[str, Any], *, wait: float = 0.0
+) -> str:
+    with state_lock(config.state, wait=wait):
+        ctx, sink = open_context(config)
+        try:
+            output = COMMANDS[name](ctx, args)
+            write_status_json(config, ctx.inventory)
+            return output
+        finally:
+            ctx.inventory.close()
+            sink.close()
 
 
 def ask_daemon(path: Path, name: str, args: dict[str, Any]) -> str:
+    """Ask the daemon that holds the state lock; it must answer."""
+    try:
+        return ask(path, name, args)
+    except NotRunning as exc:
+        raise UserError(
+            f"the state folder is locked but {exc}; is another certdrop command running?"
+        ) from None
+
+
+def ask(path: Path, name: str, args: dict[str, Any] | None = None, timeout: float = 600) -> str:
+    """Send one request to the daemon listening on ``path`` and return its output.
+
+    Raises NotRunning when nothing listens, UserError (naming the fix) when this user may
+    not connect or the daemon refused the request.
+    """
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(600)
+            sock.settimeout(timeout)
             sock.connect(os.fspath(path))
-            sock.sendall(json.dumps({"command": name, "args": args}).encode() + b"\n")
+            sock.sendall(json.dumps({"command": name, "args": args or {}}).encode() + b"\n")
             reply = json.loads(sock.makefile("rb").readline() or b"{}")
-    except (OSError, ValueError) as exc:
+    except PermissionError:
         raise UserError(
-            f"the state folder is locked but the daemon does not answer on {path} ({exc}); "
-            "is another certdrop command running?"
+            f"{path}: permission denied; run as root, or as a member of the group named by "
+            "state_group in the config"
         ) from None
-    if not reply.get("ok"):
-        raise UserError(str(reply.get("error", "the daemon refused the command")))
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise NotRunning(f"no certdrop daemon answers on {path}") from None
+    except (OSError, ValueError) as exc:
+        raise NotRunning(f"the daemon does not answer on {path} ({exc})") from None
+    if not isinstance(reply, dict) or not reply.get("ok"):
+        error = reply.get("error") if isinstance(reply, dict) else None
+        raise UserError(str(error or "the daemon refused the request"))
     return str(reply.get("output", ""))
 
 
-class ControlServer:
-    """Listens on the control socket (0600) and answers each connection in a thread."""
+def peer_uid(conn: socket.socket) -> int:
+    """The uid of the process at the other end of ``conn``, as the kernel knows it."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
 
-    def __init__(self, path: Path, ctx: Context, worker: Worker) -> None:
+
+class ControlServer:
+    """Listens on the control socket and answers each connection in a thread."""
+
+    def __init__(
+        self,
+        path: Path,
+        ctx: Context,
+        worker: Worker,
+        requests: Mapping[str, Request] | None = None,
+        *,
+        gid: int | None = None,
+    ) -> None:
         self.path = path
         self.ctx = ctx
         self.worker = worker
+        self.requests = dict(requests or {})
+        self.thread: threading.Thread | None = None
         path.unlink(missing_ok=True)
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(os.fspath(path))
-        os.chmod(path, 0o600)
+        self.share(gid)
         self.server.listen(8)
 
+    def share(self, gid: int | None) -> None:
+        """0660 with group ``gid`` (members may ask read-only requests), else 0600."""
+        if gid is None:
+            os.chmod(self.path, 0o600)
+            return
+        os.chown(self.path, -1, gid)
+        os.chmod(self.path, 0o660)
+
     def start(self) -> None:
-        threading.Thread(target=self._serve, name="certdrop-control", daemon=True).start()
+        self.thread = threading.Thread(target=self._serve, name="certdrop-control", daemon=True)
+        self.thread.start()
 
     def close(self) -> None:
+        # close() alone does not wake a thread blocked in accept(); shutdown() does.
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
         self.server.close()
+        if self.thread is not None:
+            self.thread.join(5)
         self.path.unlink(missing_ok=True)
 
     def _serve(self) -> None:
@@ -93,16 +181,40 @@ class ControlServer:
         with conn:
             try:
                 request = json.loads(conn.makefile("rb").readline())
-                fn = COMMANDS[request["command"]]
+                name = str(request["command"])
                 args = dict(request.get("args") or {})
-            except (ValueError, KeyError, TypeError):
-                conn.sendall(b'{"ok": false, "error": "malformed control request"}\n')
+                if name not in self.requests and name not in COMMANDS:
+                    raise KeyError(name)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                self._reply(conn, {"ok": False, "error": "malformed control request"})
                 return
-            ctx = self.ctx
-            job = self.worker.submit(f"command {request['command']}", lambda: fn(ctx, args))
+            if name not in READ_ONLY and peer_uid(conn) not in (0, os.geteuid()):
+                self._reply(
+                    conn,
+                    {"ok": False, "error": f"only root may run {name!r}; monitors may ask health"},
+                )
+                return
+            if name in self.requests:
+                try:
+                    reply = {"ok": True, "output": self.requests[name](args), "error": None}
+                except CertdropError as exc:
+                    reply = {"ok": False, "output": None, "error": str(exc)}
+                self._reply(conn, reply)
+                return
+            fn, ctx, worker = COMMANDS[name], self.ctx, self.worker
+
+            def run() -> str:
+                output = fn(ctx, args)
+                # In the job, so the worker rewrites status.json (and the metrics) right
+                # after it; marked from this thread, it could wait for the next job.
+                worker.changed()
+                return output
+
+            job = worker.submit(f"command {name}", run)
             job.done.wait()
-            if job.error is None:
-                self.worker.changed()
-            reply = {"ok": job.error is None, "output": job.result, "error": job.error}
-            with contextlib.suppress(OSError):
-                conn.sendall(json.dumps(reply, default=str).encode() + b"\n")
+            self._reply(conn, {"ok": job.error is None, "output": job.result, "error": job.error})
+
+    @staticmethod
+    def _reply(conn: socket.socket, reply: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):
+            conn.sendall(json.dumps(reply, default=str).encode() + b"\n")

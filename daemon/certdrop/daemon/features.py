@@ -2,18 +2,21 @@
 
 A feature is any object with the six hook methods of :class:`Feature`. The daemon calls
 them in the order of the list :func:`features` writes out, so that order is visible here
-and nowhere else: the hostname deploy runs before the expiry check hands a renewed
-certificate back, so a hostname service is pointed at it first.
+and nowhere else: the inventory is judged again (a changed trust store) before the
+hostname deploy reads the verdicts, and the hostname deploy runs before the expiry check
+hands a renewed certificate back, so a hostname service is pointed at it first.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from certdrop.clock import utc_now
 from certdrop.daemon.metrics import MetricsEndpoint
 from certdrop.daemon.state import Context
 from certdrop.daemon.worker import Worker
 from certdrop.fleet.node import FleetNode
+from certdrop.intake.rejudge import rejudge
 from certdrop.intake.work import Outcome
 from certdrop.renewal.expiry_check import ExpiryCheck
 from certdrop.services import hostname, reconcile
@@ -39,6 +42,38 @@ class Feature(Protocol):
 
     def after_snapshot(self) -> None:
         """Worker: status.json was rewritten."""
+
+
+class TrustRejudge:
+    """Judge the inventory again when the trust store or profile changed (start-up and
+    reload), before the hostname deploy looks at the verdicts."""
+
+    def __init__(self, ctx: Context, worker: Worker) -> None:
+        self.ctx = ctx
+        self.worker = worker
+
+    def after_recover(self) -> None:
+        self._rejudge()
+
+    def after_reload(self) -> None:
+        self._rejudge()
+
+    def _rejudge(self) -> None:
+        ctx = self.ctx
+        if rejudge(ctx.inventory, ctx.log, ctx.trust, utc_now()):
+            self.worker.changed()
+
+    def after_drop(self, outcome: Outcome) -> None:
+        pass
+
+    def on_start(self) -> None:
+        pass
+
+    def on_stop(self) -> None:
+        pass
+
+    def after_snapshot(self) -> None:
+        pass
 
 
 class HostnameDeploy:
@@ -80,9 +115,15 @@ def features(ctx: Context, worker: Worker) -> list[Feature]:
     """Every feature of ``certdrop run``, in the order their hooks run. In fleet mode the
     fleet comes last (it publishes what the others changed) and holds the renewal lease."""
     if ctx.config.fleet is None:
-        return [HostnameDeploy(ctx, worker), MetricsEndpoint(ctx), ExpiryCheck(ctx, worker)]
+        return [
+            TrustRejudge(ctx, worker),
+            HostnameDeploy(ctx, worker),
+            MetricsEndpoint(ctx),
+            ExpiryCheck(ctx, worker),
+        ]
     node = ctx.fleet = FleetNode(ctx, worker, ctx.config.fleet, ctx.intake)
     return [
+        TrustRejudge(ctx, worker),
         HostnameDeploy(ctx, worker),
         MetricsEndpoint(ctx, fleet=node.status_view),
         ExpiryCheck(ctx, worker, may_renew=node.may_renew),

@@ -1,130 +1,293 @@
 """A Prometheus endpoint: ``[metrics] listen = "127.0.0.1:9810"`` (loopback only; off when
-empty). ``GET /metrics`` answers in the text exposition format, written by hand.
+empty). ``GET /metrics`` answers through ``prometheus_client``, in the text format or, when
+the scraper asks for it (Prometheus does), OpenMetrics.
 
-The worker renders the page whenever it rewrites status.json (and once after start-up),
-from that same snapshot plus the drop counts, and hands the bytes over; the HTTP thread
-only serves the last bytes it was given. It never touches the inventory, so a scrape can
-neither block the worker nor see a half-made change.
+The worker takes the numbers whenever it rewrites status.json (and once after start-up)
+and hands them over as one frozen :class:`Numbers`; the HTTP thread's collector only
+reads the last one it was given. It never touches the inventory, so a scrape can neither
+block the worker nor see a half-made change. The daemon has registries of its own (no
+global ``REGISTRY``): one for that collector, whose encoded page is kept per snapshot
+(:class:`Pages`), one for the process and platform collectors, encoded every scrape.
 
-Names follow what x509-certificate-exporter and cert-manager users alert on::
+Names follow Prometheus' conventions (base units in the name, ``_total`` for counters,
+``_info`` for constant labels) and what x509-certificate-exporter users alert on::
 
     certdrop_certificate_expiration_timestamp_seconds{name,subject,issuer,status}
     certdrop_certificate_not_before_timestamp_seconds{name,subject,issuer,status}
-    certdrop_drops_total{result}                 accepted | held | rejected, ever
-    certdrop_service_state{service,state}        1 for the current state, 0 for the others
-    certdrop_held_pieces                         pieces waiting for their partner
-    certdrop_snapshot_timestamp_seconds          when these numbers were taken
+    certdrop_certificate_renewal_timestamp_seconds{...}          when renewal starts
+    certdrop_certificate_renewal_overdue_timestamp_seconds{...}  when it is overdue
+    certdrop_certificate_trusted{...}             1: trusted (RFC 5280 path validation)
+    certdrop_service_state{service,state}         1 for the current state, 0 for the others
+    certdrop_service_ready{service}               1: proven to serve its desired certificate
+    certdrop_drops_total{result,code}             accepted | held | rejected (by code), ever
+    certdrop_renewal_failures_total{stage}        request | command | deploy, ever
+    certdrop_held_pieces                          pieces waiting for their partner
+    certdrop_snapshot_timestamp_seconds           when these numbers were taken
+    certdrop_build_info{version}
+    process_*, python_info
 """
 
 from __future__ import annotations
 
+import gzip
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from certdrop.daemon.fleet_metrics import render_fleet
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import choose_encoder
+
+from certdrop import __version__
+from certdrop.daemon.fleet_metrics import FleetCollector
 from certdrop.intake.work import Outcome
+from certdrop.pki import expiry
+from certdrop.renewal.report import policy_of
+from certdrop.store import renewals as ledger
 from certdrop.store import snapshot
 from certdrop.store.context import Context
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RESULTS = ("accepted", "held", "rejected")
+EOF = b"# EOF\n"  # OpenMetrics ends a page with it: once, after both parts
 SERVICE_STATES = ("ok", "pending", "failed")
 CERT_LABELS = ("name", "subject", "issuer", "status")
 
 
-def label(value: object) -> str:
-    """A label value escaped as the exposition format wants (backslash, quote, newline)."""
-    text = "" if value is None else str(value)
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+@dataclass(frozen=True)
+class CertRow:
+    """One certificate's labels and times (Unix seconds), computed on the worker."""
+
+    labels: tuple[str, str, str, str]
+    not_before: float
+    not_after: float
+    renew_at: float
+    overdue_at: float
+    trusted: bool
 
 
-def _labels(pairs: Mapping[str, object]) -> str:
-    return "{" + ",".join(f'{k}="{label(v)}"' for k, v in pairs.items()) + "}"
+@dataclass(frozen=True)
+class ServiceRow:
+    name: str
+    state: str
+    ready: bool  # proven to serve the certificate it should have
 
 
-def _epoch(iso: str | None) -> float | None:
+@dataclass(frozen=True)
+class Numbers:
+    """Everything one scrape reports; immutable, so the HTTP thread may read it freely."""
+
+    certificates: tuple[CertRow, ...]
+    services: tuple[ServiceRow, ...]
+    drops: Mapping[tuple[str, str], int]
+    renewal_failures: Mapping[str, int]
+    held: int
+    taken: float
+
+
+def _epoch(iso: str | None) -> datetime | None:
     if not iso:
         return None
     try:
-        moment = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        moment = datetime.fromisoformat(iso)  # "...Z" since 3.11; 10x faster than strptime
     except ValueError:
         return None
-    return moment.timestamp()
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-def render(snapshot: Mapping[str, Any], drops: Mapping[str, int], now: float) -> bytes:
-    """The exposition text for a status snapshot and drop counts. Pure."""
-    out: list[str] = []
+def numbers(
+    status: Mapping[str, Any],
+    drops: Mapping[tuple[str, str], int],
+    renewal_failures: Mapping[str, int],
+    policy: expiry.Policy,
+    taken: float,
+) -> Numbers:
+    """The numbers of a status snapshot plus the inventory's counts. Pure."""
+    certs: list[CertRow] = []
+    fingerprint: dict[str, str] = {}
+    for cert in status.get("certificates", []):
+        if cert.get("sha256"):
+            fingerprint[str(cert["name"])] = str(cert["sha256"])
+        nb, na = _epoch(cert.get("not_before")), _epoch(cert.get("not_after"))
+        if nb is None or na is None:
+            continue  # a request waiting for its certificate has no dates
+        labels = tuple("" if cert.get(k) is None else str(cert[k]) for k in CERT_LABELS)
+        certs.append(
+            CertRow(
+                labels=labels,  # type: ignore[arg-type]
+                not_before=nb.timestamp(),
+                not_after=na.timestamp(),
+                renew_at=expiry.renewal_point(nb, na, policy.renew_before_days).timestamp(),
+                overdue_at=expiry.overdue_point(
+                    nb, na, policy.warn_days, policy.renew_before_days
+                ).timestamp(),
+                trusted=bool(cert.get("trusted")),
+            )
+        )
+    services = tuple(
+        ServiceRow(
+            name=str(s["name"]),
+            state=str(s.get("state") or "pending"),
+            ready=s.get("state") == "ok"
+            and s.get("sha256") is not None
+            and fingerprint.get(str(s.get("certificate"))) == s.get("sha256"),
+        )
+        for s in status.get("services", [])
+    )
+    counted = {(r, ""): 0 for r in RESULTS if r != "rejected"}
+    counted.update(drops)
+    return Numbers(
+        certificates=tuple(certs),
+        services=services,
+        drops=counted,
+        renewal_failures=dict(renewal_failures),
+        held=len(status.get("held", [])),
+        taken=taken,
+    )
 
-    def family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
-        out.append(f"# HELP {name} {help_text}")
-        out.append(f"# TYPE {name} {kind}")
-        out.extend(f"{name}{labels} {value:.17g}" for labels, value in samples)
 
-    certs = [c for c in snapshot.get("certificates", []) if c.get("not_after")]
-    for metric, field, text in (
+def families(n: Numbers) -> Iterator[Metric]:
+    """The metric families of ``n``, as prometheus_client's encoders take them. Pure."""
+    for metric, attr, text in (
         ("expiration", "not_after", "Unix time a certificate in the inventory expires (notAfter)."),
         ("not_before", "not_before", "Unix time a certificate in the inventory becomes valid."),
+        ("renewal", "renew_at", "Unix time certdrop starts renewing a certificate in use."),
+        (
+            "renewal_overdue",
+            "overdue_at",
+            "Unix time an unfinished renewal becomes overdue (certdrop check says CRITICAL).",
+        ),
     ):
-        samples = []
-        for cert in certs:
-            value = _epoch(cert.get(field))
-            if value is not None:
-                samples.append((_labels({k: cert.get(k) for k in CERT_LABELS}), value))
-        family(f"certdrop_certificate_{metric}_timestamp_seconds", "gauge", text, samples)
-    family(
-        "certdrop_drops_total",
-        "counter",
-        "Drops that ended in each result since the state folder was made.",
-        [(_labels({"result": r}), float(drops.get(r, 0))) for r in RESULTS],
+        gauge = GaugeMetricFamily(
+            f"certdrop_certificate_{metric}_timestamp_seconds", text, labels=CERT_LABELS
+        )
+        for row in n.certificates:
+            gauge.add_metric(row.labels, getattr(row, attr))
+        yield gauge
+    trusted = GaugeMetricFamily(
+        "certdrop_certificate_trusted",
+        "1 when a certificate passes path validation to a root of the trust store "
+        "(trust.ca_bundle, trust.profile), else 0.",
+        labels=CERT_LABELS,
     )
-    family(
+    for row in n.certificates:
+        trusted.add_metric(row.labels, float(row.trusted))
+    yield trusted
+    state = GaugeMetricFamily(
         "certdrop_service_state",
-        "gauge",
         "1 for the state each configured service is in (ok, pending, failed), else 0.",
-        [
-            (_labels({"service": s["name"], "state": state}), float(s.get("state") == state))
-            for s in snapshot.get("services", [])
-            for state in SERVICE_STATES
-        ],
+        labels=("service", "state"),
     )
-    family(
+    ready = GaugeMetricFamily(
+        "certdrop_service_ready",
+        "1 when a service was proven to serve the certificate it should have, else 0.",
+        labels=("service",),
+    )
+    for svc in n.services:
+        for name in SERVICE_STATES:
+            state.add_metric((svc.name, name), float(svc.state == name))
+        ready.add_metric((svc.name,), float(svc.ready))
+    yield state
+    yield ready
+    drops = CounterMetricFamily(
+        "certdrop_drops",
+        "Drops that ended in each result (and rejection code) since the state was made.",
+        labels=("result", "code"),
+    )
+    for (result, code), count in sorted(n.drops.items()):
+        drops.add_metric((result, code), float(count))
+    yield drops
+    failures = CounterMetricFamily(
+        "certdrop_renewal_failures",
+        "Failed renewal attempts by stage (request, command, deploy) since the state was made.",
+        labels=("stage",),
+    )
+    for stage, count in sorted(n.renewal_failures.items()):
+        failures.add_metric((stage,), float(count))
+    yield failures
+    yield GaugeMetricFamily(
         "certdrop_held_pieces",
-        "gauge",
         "Certificates and keys held while they wait for their partner.",
-        [("", float(len(snapshot.get("held", []))))],
+        value=float(n.held),
     )
-    family(
+    yield GaugeMetricFamily(
         "certdrop_snapshot_timestamp_seconds",
-        "gauge",
         "Unix time these numbers were taken from the inventory.",
-        [("", now)],
+        value=n.taken,
     )
-    return ("\n".join(out) + "\n").encode()
+    yield InfoMetricFamily(
+        "certdrop_build", "The certdrop version running.", {"version": __version__}
+    )
 
 
-class Metrics:
-    """The last rendered page, handed from the worker to the HTTP thread."""
+class SnapshotCollector:
+    """A collector over the last :class:`Numbers` the worker handed over."""
 
     def __init__(self) -> None:
+        self.numbers: Numbers | None = None  # replaced whole: no lock needed to read
+
+    def publish(self, n: Numbers) -> None:
+        self.numbers = n
+
+    @property
+    def ready(self) -> bool:
+        return self.numbers is not None
+
+    def collect(self) -> Iterator[Metric]:
+        n = self.numbers
+        if n is not None:
+            yield from families(n)
+
+
+def registry_for(collector: SnapshotCollector) -> CollectorRegistry:
+    """A registry of this daemon's own (no global REGISTRY) for its numbers."""
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return registry
+
+
+def process_registry() -> CollectorRegistry:
+    """A registry of this daemon's own for what changes at every scrape: its process
+    (CPU, memory, file descriptors) and its Python."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
+
+
+class Pages:
+    """The bodies a scrape gets. prometheus_client takes ~0.1 ms a certificate to encode
+    the snapshot's families, so each format is encoded once per snapshot and kept until
+    the worker hands over new numbers; the process and platform families are encoded
+    at every scrape and appended."""
+
+    def __init__(self, collector: SnapshotCollector) -> None:
+        self.collector = collector
+        self.snapshot = registry_for(collector)
+        self.process = process_registry()
         self._lock = threading.Lock()
-        self._page: bytes | None = None
+        self._for: Numbers | None = None
+        self._cache: dict[str, bytes] = {}
 
-    def publish(
-        self, snapshot: Mapping[str, Any], drops: Mapping[str, int], extra: str = ""
-    ) -> None:
-        page = render(snapshot, drops, time.time()) + extra.encode()
-        with self._lock:
-            self._page = page
-
-    def page(self) -> bytes | None:
-        with self._lock:
-            return self._page
+    def render(self, accept: str) -> tuple[bytes, str]:
+        """The body and its Content-Type for a scrape sending ``accept``."""
+        encoder, content_type = choose_encoder(accept)
+        with self._lock:  # one encoding at a time; concurrent scrapes share it
+            if self._for is not self.collector.numbers:
+                self._for, self._cache = self.collector.numbers, {}
+            head = self._cache.get(content_type)
+            if head is None:
+                head = self._cache[content_type] = encoder(self.snapshot).removesuffix(EOF)
+        return head + encoder(self.process), content_type
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -134,15 +297,24 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.split("?", 1)[0] != "/metrics":
             self._reply(404, b"certdrop serves /metrics only\n")
             return
-        page = self.server.metrics.page()
-        if page is None:
+        if not self.server.collector.ready:
             self._reply(503, b"certdrop is starting; no snapshot yet\n")
-        else:
-            self._reply(200, page, CONTENT_TYPE)
+            return
+        body, content_type = self.server.pages.render(self.headers.get("Accept", ""))
+        gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
+        self._reply(200, gzip.compress(body) if gzipped else body, content_type, gzipped)
 
-    def _reply(self, code: int, body: bytes, kind: str = "text/plain; charset=utf-8") -> None:
+    def _reply(
+        self,
+        code: int,
+        body: bytes,
+        kind: str = "text/plain; charset=utf-8",
+        gzipped: bool = False,
+    ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", kind)
+        if gzipped:
+            self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -153,7 +325,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    metrics: Metrics
+    collector: SnapshotCollector
+    pages: Pages
 
 
 class _Server6(_Server):
@@ -170,11 +343,12 @@ def _address(listen: str) -> tuple[socket.AddressFamily, str, int]:
 class Endpoint:
     """The HTTP server on ``listen`` in its own thread; ``stop`` ends both."""
 
-    def __init__(self, listen: str, metrics: Metrics) -> None:
+    def __init__(self, listen: str, pages: Pages) -> None:
         family, host, port = _address(listen)
         server_class = _Server6 if family == socket.AF_INET6 else _Server
         self.server: _Server = server_class((host, port), _Handler)
-        self.server.metrics = metrics
+        self.server.collector = pages.collector
+        self.server.pages = pages
         self.listen = listen
         self.thread = threading.Thread(
             target=self.server.serve_forever, name="certdrop-metrics", daemon=True
@@ -193,19 +367,24 @@ class Endpoint:
 
 class MetricsEndpoint:
     """The daemon feature: serve metrics when ``metrics.listen`` is set, and follow it
-    across config reloads. Pages are rendered on the worker, served by the HTTP thread."""
+    across config reloads. Numbers are taken on the worker, served by the HTTP thread."""
 
     def __init__(self, ctx: Context, fleet: Callable[[], Mapping[str, Any]] | None = None) -> None:
         self.ctx = ctx
-        self.fleet = fleet  # fleet mode: the fleet's report, appended as its own families
-        self.metrics = Metrics()
+        self.collector = SnapshotCollector()
+        self.pages = Pages(self.collector)
+        # Fleet mode: the fleet's report, as its own families beside the snapshot's.
+        self.fleet = fleet
+        self.fleet_collector = FleetCollector()
+        if fleet is not None:
+            self.pages.snapshot.register(self.fleet_collector)
         self.running: list[Endpoint] = []
 
     def _start(self, listen: str) -> None:
         if not listen:
             return
         try:
-            self.running.append(Endpoint(listen, self.metrics))
+            self.running.append(Endpoint(listen, self.pages))
         except OSError as exc:
             # Certificates matter more than their metrics: keep running, say why loudly.
             self.ctx.log.error(
@@ -220,10 +399,16 @@ class MetricsEndpoint:
     def _publish(self) -> None:
         if self.running:  # the whole snapshot costs memory: build it only to serve it
             ctx = self.ctx
-            self.metrics.publish(
-                snapshot.snapshot(ctx.config, ctx.inventory),
-                ctx.inventory.drop_counts(),
-                render_fleet(self.fleet()) if self.fleet is not None else "",
+            if self.fleet is not None:  # before the numbers: a new numbers object re-encodes
+                self.fleet_collector.report = self.fleet()
+            self.collector.publish(
+                numbers(
+                    snapshot.snapshot(ctx.config, ctx.inventory),
+                    ctx.inventory.drop_counts_by_code(),
+                    ledger.failures(ctx.inventory),
+                    policy_of(ctx.config),
+                    time.time(),
+                )
             )
 
     # -- feature hooks ------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import stat
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from certdrop import jsontext
 from certdrop.errors import Rejection
 
 CLAIMED = ".claimed"
@@ -67,10 +67,11 @@ class Claim:
 class Inbox:
     """The file side of intake; owned by the worker thread."""
 
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, *, prepare: bool = True) -> None:
         self.path = path
         self.max_bytes = max_bytes
-        os.close(self._claimed())
+        if prepare:  # not for `certdrop inspect`, which must change nothing
+            os.close(self._claimed())
 
     def pending(self) -> list[str]:
         """Drops in the inbox now, oldest first (for the start-up scan)."""
@@ -98,7 +99,12 @@ class Inbox:
             finally:
                 os.close(claimed)
             found = Claim(claim_id, name, folder, name, nested=True)
-        if self._move_in(found):
+        try:
+            moved = self._move_in(found)
+        except BaseException:
+            found.close()  # a full or read-only inbox: the drop stays where it is
+            raise
+        if moved:
             return found
         self.remove(found)
         return None
@@ -290,7 +296,7 @@ class Inbox:
             # rename() cannot put a folder over a file, or anything over a folder.
             if stat.S_ISDIR(existing) or stat.S_ISDIR(ours):
                 target = f"{target}.{time.time_ns()}"
-        data = (json.dumps(reason, ensure_ascii=True) + "\n").encode()
+        data = (jsontext.dumps(reason) + "\n").encode("utf-8")
         tmp = f".reason.{os.getpid()}.tmp"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=folder)

@@ -20,9 +20,18 @@ from certdrop.pki import keys
 from certdrop.pki.chain import describe_name
 from certdrop.pki.csr import build_csr, generate_key
 from certdrop.pki.fields import RequestFields
-from certdrop.pki.names import name_problem
+from certdrop.pki.names import file_name, name_problem
 from certdrop.store.eventlog import Logger
 from certdrop.store.inventory import Inventory
+
+# One status-log line stays readable: the CSR in the outbox holds every SAN.
+LOGGED_SANS = 100
+
+
+def csr_path(outbox: Path, name: str) -> Path:
+    """Where the CSR of request ``name`` waits: ``outbox/NAME.csr`` when the name is a
+    safe file name, else a safe form of it (:func:`certdrop.pki.names.file_name`)."""
+    return outbox / file_name(name, ".csr")
 
 
 def check_name(name: str, inventory: Inventory) -> None:
@@ -55,7 +64,7 @@ def create_request(
     key = generate_key(fields.key_type, fields.key_size)
     csr = build_csr(key, fields)
     csr_pem = csr.public_bytes(Encoding.PEM)
-    path = outbox / f"{name}.csr"
+    path = csr_path(outbox, name)
     atomic_write(path, csr_pem, mode=0o644)
     info = keys.describe(key)
     with inventory.transaction():
@@ -81,7 +90,8 @@ def create_request(
         "csr.created",
         name=name,
         subject=describe_name(csr.subject),
-        sans=list(fields.sans),
+        sans=list(fields.sans[:LOGGED_SANS]),
+        **({"sans_total": len(fields.sans)} if len(fields.sans) > LOGGED_SANS else {}),
         key_type=info.type,
         key_bits=info.bits,
         csr=str(path),

@@ -16,21 +16,46 @@ from certdrop.errors import InvalidRequest, Rejection
 from certdrop.intake.pipeline import REQUEST_SUFFIX, Intake
 from certdrop.intake.request import checked_request, create_request
 from certdrop.intake.work import Outcome
+from certdrop.limits import DEFAULT_LIMITS
 from certdrop.pki.csr import RequestFields
 
+# tomllib recurses once per nested array or inline table: deeper than this is no request.
+MAX_NESTING = 16
 
-def fields_from_toml(data: bytes) -> RequestFields:
+
+def fields_from_toml(data: bytes, *, max_sans: int = DEFAULT_LIMITS.max_sans) -> RequestFields:
     """Read the fields of a ``NAME.request.toml`` file (UTF-8, a BOM allowed); every
     problem, including a TOML syntax error, is raised as one ``InvalidRequest``."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
-        table = tomllib.loads(data.decode("utf-8"))
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequest(["the file is not UTF-8 text; save it as UTF-8"]) from None
+    if _nesting(text) > MAX_NESTING:
+        raise InvalidRequest(
+            [f"the file nests arrays or tables more than {MAX_NESTING} deep; a request is flat"]
+        )
+    try:
+        table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidRequest([f"the file is not valid TOML: {exc}"]) from None
-    return RequestFields.from_mapping(table)
+    except RecursionError:  # the bound above should prevent it; never a crashed job
+        raise InvalidRequest(["the file nests too deep to read; a request is flat"]) from None
+    return RequestFields.from_mapping(table, max_sans=max_sans)
+
+
+def _nesting(text: str) -> int:
+    """An upper bound of the TOML's bracket nesting: brackets inside strings count too,
+    which can only overstate it (and no field of a request needs either bracket)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
 
 
 def request_name(file: str) -> str:
@@ -50,7 +75,10 @@ def on_request(intake: Intake) -> Callable[[str, bytes, str], Outcome]:
         name = request_name(file)
         inventory = intake.inventory
         try:
-            fields = checked_request(name, inventory, lambda: fields_from_toml(data))
+            max_sans = intake.config.limits.max_sans
+            fields = checked_request(
+                name, inventory, lambda: fields_from_toml(data, max_sans=max_sans)
+            )
             create_request(
                 inventory,
                 intake.log,

@@ -1,30 +1,12 @@
-"""The values one drop's processing passes around, and the trust anchors it reads."""
+"""The values one drop's processing passes around."""
 
 from __future__ import annotations
 
-import ssl
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.utils import CryptographyDeprecationWarning
-
 from certdrop.pki import chain as chains
-
-
-def load_anchors(ca_bundle: Path | None) -> chains.Anchors:
-    """Trusted roots: ``trust.ca_bundle`` if set, else the system store."""
-    path = ca_bundle or Path(ssl.get_default_verify_paths().openssl_cafile)
-    try:
-        with warnings.catch_warnings():
-            # System stores carry a few old roots with negative serials; they still anchor.
-            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            roots = x509.load_pem_x509_certificates(path.read_bytes())
-    except (OSError, ValueError):
-        return chains.NO_ANCHORS
-    return chains.Anchors.from_certs(roots)
+from certdrop.pki.assemble import Checked
 
 
 @dataclass
@@ -47,6 +29,27 @@ class Work:
     duplicates: list[str] = field(default_factory=list)
     intermediates: int = 0
     events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    leaf_chains: list[chains.Chain] = field(default_factory=list)  # for `certdrop inspect`
 
     def event(self, level: str, event: str, /, **fields: Any) -> None:
         self.events.append((level, event, fields))
+
+    def imported(self, name: str, paired_with: str, info: dict[str, Any], checked: Checked) -> None:
+        """``cert.imported`` with the trust verdict, and a warning when it is no trust:
+        ``cert.chain_incomplete`` when the chain reaches no root at all (intermediates
+        missing, or the root not in trust.ca_bundle), else ``cert.untrusted`` (path
+        validation found a defect; the detail names it)."""
+        verdict = checked.verdict
+        self.event(
+            "info",
+            "cert.imported",
+            name=name,
+            paired_with=paired_with,
+            trusted=verdict.trusted,
+            **({} if verdict.trusted else {"trust_detail": verdict.detail}),
+            intermediates=len(checked.chain.intermediates),
+            **{k: info[k] for k in ("sha256", "subject", "issuer", "not_after")},
+        )
+        if not verdict.trusted:
+            event = "cert.chain_incomplete" if checked.chain.root is None else "cert.untrusted"
+            self.event("warning", event, name=name, sha256=info["sha256"], detail=verdict.detail)

@@ -13,9 +13,10 @@ from cryptography.hazmat.primitives import hashes
 
 from certdrop.errors import Rejection
 from certdrop.pki import chain as chains
-from certdrop.pki import keys
+from certdrop.pki import keys, trust
 from certdrop.pki.keys import PrivateKey
 from certdrop.pki.parse import Parsed
+from certdrop.pki.pool import Both, Issuers, Pool, issuers, reachable
 
 
 @dataclass(frozen=True)
@@ -71,18 +72,39 @@ def check_key(key: keys.PrivateKey) -> None:
         raise Rejection("weak_key", problem)
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A leaf that intake may record: the bundle to store, and its trust verdict."""
+
+    chain: chains.Chain
+    verdict: trust.Verdict
+
+
 def check_certificate(
     leaf: x509.Certificate,
-    candidates: Iterable[x509.Certificate],
-    anchors: chains.Anchors,
+    candidates: Iterable[x509.Certificate] | Issuers,
+    verifier: trust.Verifier,
     now: datetime,
-) -> chains.Chain:
-    """Order and verify the chain of ``leaf``; raise Rejection for anything policy refuses."""
+) -> Checked:
+    """Judge the trust of ``leaf`` and order its bundle; raise Rejection for what intake
+    refuses whatever the trust store (a broken, weak or expired chain), never for a
+    chain that is merely not trusted.
+
+    A trusted leaf's bundle is the path the verifier validated; the hand-written builder
+    orders only the bundle of a leaf that is not trusted.
+    """
     public = _public_key(leaf)
     problem = keys.key_problem(public)
     if problem is not None:
         raise Rejection("weak_key", problem)
-    chain = chains.build_chain(leaf, candidates, anchors)
+    source = issuers(candidates)
+    # The verifier is offered only certificates that can be on a path (found by issuer
+    # name through the index), not the whole pool: its cost then stays per drop.
+    verdict = verifier.judge_any(leaf, reachable(leaf, source), now)
+    if verdict.trusted:
+        chain = chains.Chain(leaf, verdict.intermediates, verdict.chain[-1])
+    else:
+        chain = chains.build_chain(leaf, Both(source, Pool(verifier.extra)), verifier.anchors)
     # Before the chain check: cryptography will not verify SHA-1/MD5 signatures, so a
     # weakly signed certificate also looks "broken", and weak_signature is the true reason.
     weak = chains.signature_problem(chain.bundle)
@@ -105,7 +127,7 @@ def check_certificate(
         found = chains.validity_problem(cert, now)
         if found is not None:
             raise Rejection(*found)
-    return chain
+    return Checked(chain, verdict)
 
 
 def check_possession(leaf: x509.Certificate, key: keys.PrivateKey) -> None:

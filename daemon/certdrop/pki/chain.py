@@ -11,6 +11,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from certdrop.pki.pool import Issuers, issuers
+
 MAX_DEPTH = 8
 TOO_DEEP = " (chain too deep)"  # how Chain.broken marks a chain cut at MAX_DEPTH
 
@@ -104,23 +106,18 @@ NO_ANCHORS = Anchors({})
 
 def build_chain(
     leaf: x509.Certificate,
-    candidates: Iterable[x509.Certificate],
+    candidates: Iterable[x509.Certificate] | Issuers,
     anchors: Anchors = NO_ANCHORS,
 ) -> Chain:
     """Order ``candidates`` into the issuing chain of ``leaf``, verifying every signature.
 
+    ``candidates`` is a list, or an index (:class:`~certdrop.pki.pool.Issuers`) that is
+    asked only for the names the chain needs: a large pool costs nothing per leaf.
     Candidates that do not belong to the chain are ignored; duplicates collapse; loops and
     chains deeper than MAX_DEPTH stop. The chain ends at a trusted anchor, or at a
     self-signed issuer, which is left out of the bundle (servers should not send the root).
     """
-    by_subject: dict[bytes, list[x509.Certificate]] = {}
-    seen: set[bytes] = set()
-    for cert in candidates:
-        der = cert.public_bytes(Encoding.DER)
-        if der not in seen:
-            seen.add(der)
-            by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
-
+    index = issuers(candidates)
     chain: list[x509.Certificate] = []
     current = leaf
     used = {leaf.public_bytes(Encoding.DER)}
@@ -133,10 +130,13 @@ def build_chain(
             if current is not leaf:
                 chain.pop()
             return Chain(leaf, tuple(chain), None)
-        issuer_name = current.issuer.public_bytes()
-        named = [
-            c for c in by_subject.get(issuer_name, ()) if c.public_bytes(Encoding.DER) not in used
-        ]
+        named: list[x509.Certificate] = []
+        seen = set(used)
+        for cert in index.named(current.issuer):
+            der = cert.public_bytes(Encoding.DER)
+            if der not in seen:
+                seen.add(der)
+                named.append(cert)
         issuer = next((c for c in named if issued_by(current, c)), None)
         if issuer is None:
             broken = describe_name(current.subject) if named else None
@@ -163,8 +163,12 @@ def describe_name(name: x509.Name) -> str:
 
 
 def validity_problem(cert: x509.Certificate, now: datetime) -> tuple[str, str] | None:
-    """(code, reason) when ``cert`` is outside its validity window at ``now``."""
-    if cert.not_valid_after_utc <= now:
+    """(code, reason) when ``cert`` is outside its validity window at ``now``.
+
+    Both ends are inclusive (RFC 5280 4.1.2.5): a certificate at exactly its notAfter is
+    still valid, as cryptography's verifier judges it.
+    """
+    if cert.not_valid_after_utc < now:
         return (
             "expired",
             f"the certificate {describe_name(cert.subject)} expired on "
@@ -208,20 +212,6 @@ def sans(cert: x509.Certificate) -> list[str]:
     names: list[str] = [str(n) for n in ext.get_values_for_type(x509.DNSName)]
     names += [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)]
     return names
-
-
-def covers(cert: x509.Certificate, hostname: str) -> bool:
-    """True when a SAN of ``cert`` matches ``hostname`` (one-label wildcards allowed)."""
-    host = hostname.lower().rstrip(".")
-    for name in sans(cert):
-        pattern = name.lower().rstrip(".")
-        if pattern == host:
-            return True
-        first, dot, rest = host.partition(".")
-        # The wildcard stands for exactly one non-empty label ("*.a.b" never covers ".a.b").
-        if pattern.startswith("*.") and first and dot and rest == pattern[2:]:
-            return True
-    return False
 
 
 def to_pem(certs: Iterable[x509.Certificate]) -> bytes:

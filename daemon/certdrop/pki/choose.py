@@ -1,46 +1,38 @@
-"""Which certificate a service with a ``hostname`` gets. Pure: ``now`` is passed in."""
+"""Which certificate a service with a ``hostname`` gets. Pure: the verdict is passed in."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
 
 from cryptography import x509
 
-from certdrop.pki import chain as chains
+from certdrop.pki.trust import Verdict
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """An inventory entry that could be assigned: its name, leaf and chain verdict."""
+    """An inventory entry that could be assigned: its name, leaf, stored bundle and age."""
 
     name: str
     cert: x509.Certificate
-    trusted: bool
+    chain: tuple[x509.Certificate, ...]
     created: str
 
 
-def usable_for(candidate: Candidate, hostname: str, now: datetime) -> bool:
-    """True when the candidate covers ``hostname``, reaches a trusted root and is valid now."""
-    return (
-        candidate.trusted
-        and chains.covers(candidate.cert, hostname)
-        and chains.validity_problem(candidate.cert, now) is None
+def newest_first(candidates: Iterable[Candidate]) -> list[Candidate]:
+    """Latest not-before first, then latest expiry; ties to the entry recorded last, then
+    to the name, so the order never depends on the order the candidates come in."""
+    return sorted(
+        candidates,
+        key=lambda c: (c.cert.not_valid_before_utc, c.cert.not_valid_after_utc, c.created, c.name),
+        reverse=True,
     )
 
 
 def best_for_host(
-    hostname: str, candidates: Iterable[Candidate], now: datetime
+    candidates: Iterable[Candidate], judge: Callable[[Candidate], Verdict]
 ) -> Candidate | None:
-    """The newest usable candidate for ``hostname`` (latest not-before, then latest expiry).
-
-    Ties go to the entry recorded last, then to the name, so the answer never depends on
-    the order the candidates come in.
-    """
-    usable = [c for c in candidates if usable_for(c, hostname, now)]
-    return max(
-        usable,
-        key=lambda c: (c.cert.not_valid_before_utc, c.cert.not_valid_after_utc, c.created, c.name),
-        default=None,
-    )
+    """The newest candidate the verifier trusts for the service's role and hostname
+    (``judge``); older ones are not judged once one is found."""
+    return next((c for c in newest_first(candidates) if judge(c).trusted), None)

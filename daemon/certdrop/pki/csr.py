@@ -124,15 +124,13 @@ def differences(requested: RequestFields, cert: x509.Certificate) -> list[str]:
     problems: list[str] = []
     ext = _extensions(cert, "certificate", problems)
     sentences.extend(f"The {p}." for p in problems)
-    got_sans = [] if ext is None else [_san_text(n) for n in ext]
+    # dict.fromkeys: ordered sets, so both comparisons stay linear in the number of SANs.
+    got_sans = dict.fromkeys([] if ext is None else [_san_text(n) for n in ext])
+    wanted_sans = dict.fromkeys(requested.sans)
     sentences.extend(
-        f"The CA removed the SAN {show(s)}." for s in requested.sans if s not in got_sans
+        f"The CA removed the SAN {show(s)}." for s in wanted_sans if s not in got_sans
     )
-    sentences.extend(
-        f"The CA added the SAN {show(s)}."
-        for s in dict.fromkeys(got_sans)
-        if s not in requested.sans
-    )
+    sentences.extend(f"The CA added the SAN {show(s)}." for s in got_sans if s not in wanted_sans)
     return sentences
 
 

@@ -16,13 +16,14 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from certdrop.pki.names import NAME_LIMIT
+
 EXPIRED = "expired"
 OVERDUE = "overdue"
 EXIT_CODES = {"ok": 0, "warning": 1, "overdue": 2, "expired": 2}
 RETRY_MAX = timedelta(hours=6)
 
 _RENEWAL_SUFFIX = re.compile(r"-renewal-\d{8}(?:-\d+)?$")
-_NAME_LIMIT = 64  # requests.check_name
 _FREE_NAME_ROOM = 4  # inventory.free_name may append "-2" ... "-999"
 
 
@@ -210,11 +211,11 @@ def renewal_name(cert_name: str, now: datetime) -> str:
 
     A renewal of a renewal does not grow the name (``gw-renewal-20260101`` is renewed as
     ``gw-renewal-20260401``), and the base is shortened so that the name, with a
-    ``-N`` that ``free_name`` may add, stays within the 64 characters names may have.
+    ``-N`` that ``free_name`` may add, stays within the characters names may have.
     """
     suffix = f"-renewal-{now.astimezone(UTC):%Y%m%d}"
     base = _RENEWAL_SUFFIX.sub("", cert_name) or cert_name
-    base = base[: _NAME_LIMIT - len(suffix) - _FREE_NAME_ROOM].rstrip("._-") or "certificate"
+    base = base[: NAME_LIMIT - len(suffix) - _FREE_NAME_ROOM].rstrip("._- ") or "certificate"
     return base + suffix
 
 

@@ -11,6 +11,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from certdrop.limits import Limits
+
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
@@ -112,6 +114,36 @@ def key_problem(key: PrivateKey | PublicKey) -> str | None:
     if key.curve.name not in ALLOWED_CURVES:
         return f"the EC curve {key.curve.name} is not supported; use P-256, P-384 or P-521"
     return None
+
+
+def size_problem(key: PrivateKey | PublicKey, limits: Limits) -> str | None:
+    """Why a key is too big to use at bounded cost (every problem, one sentence), or None.
+
+    Checked before the key signs or verifies anything: a public operation costs time in
+    the exponent's size and every operation in the modulus's. OpenSSL itself refuses
+    exponents over 64 bits for moduli over 3072 bits, which then looked like a mismatch.
+    """
+    if not isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return None
+    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
+    numbers = public.public_numbers()
+    found = []
+    if public.key_size > limits.max_rsa_bits:
+        found.append(
+            f"the RSA key has {public.key_size} bits; the limit is limits.max_rsa_bits = "
+            f"{limits.max_rsa_bits}"
+        )
+    exponent_bits = numbers.e.bit_length()
+    if exponent_bits > limits.max_rsa_exponent_bits:
+        found.append(
+            f"the RSA key's public exponent has {exponent_bits} bits; the limit is "
+            f"limits.max_rsa_exponent_bits = {limits.max_rsa_exponent_bits} (real keys use 65537)"
+        )
+    elif numbers.e < 3 or numbers.e % 2 == 0:
+        found.append(f"the RSA key's public exponent {numbers.e} is not odd and at least 3")
+    if not found:
+        return None
+    return "; ".join(found) + ". Make a new key (RSA 2048-4096 bits, exponent 65537)"
 
 
 def to_pem(key: PrivateKey, key_format: str = "pkcs1") -> bytes:

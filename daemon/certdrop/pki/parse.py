@@ -7,6 +7,8 @@ read ends in a :class:`~certdrop.errors.Rejection`; no other exception escapes.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
 from certdrop.errors import Rejection
-from certdrop.pki.keys import PrivateKey
+from certdrop.limits import DEFAULT_LIMITS, Limits
+from certdrop.pki import kdf
+from certdrop.pki.der import Malformed
+from certdrop.pki.keys import PrivateKey, size_problem
 
 T = TypeVar("T")
 
@@ -47,24 +52,68 @@ class Parsed:
         return bool(self.certs or self.keys or self.csrs)
 
 
-def parse(data: bytes, passphrases: Sequence[bytes] = ()) -> Parsed:
-    """Parse one drop; raise Rejection when nothing usable is in it."""
+def parse(
+    data: bytes, passphrases: Sequence[bytes] = (), limits: Limits = DEFAULT_LIMITS
+) -> Parsed:
+    """Parse one drop; raise Rejection when nothing usable is in it, or when it exceeds
+    ``limits`` (checked before any key derivation, signature or key use)."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     if not data.strip():
         raise Rejection("unsupported_content", "the file is empty; upload it again")
     if b"-----BEGIN " in data:
-        parsed = _parse_pem(data.replace(b"\r\n", b"\n"), passphrases)
+        parsed = _parse_pem(data.replace(b"\r\n", b"\n"), passphrases, limits)
     else:
-        parsed = _parse_der(data, passphrases)
+        parsed = _parse_der(data, passphrases, limits)
+    if len(parsed.certs) > limits.max_certificates:
+        raise Rejection(
+            "too_many_certificates",
+            f"the file holds {len(parsed.certs)} certificates; the limit is "
+            f"limits.max_certificates = {limits.max_certificates}. Drop the certificate with "
+            "its own chain only, not a whole CA bundle",
+        )
     for cert in parsed.certs:
-        _check_fields(cert)
+        _check_fields(cert, limits)
     for csr in parsed.csrs:
-        _check_fields(csr)
+        _check_fields(csr, limits)
+    for key in parsed.keys:
+        _check_size(key, "private key", limits)
     return parsed
 
 
-def _check_fields(item: x509.Certificate | x509.CertificateSigningRequest) -> None:
+def derives_keys(data: bytes) -> bool:
+    """True when parsing ``data`` may run a key derivation (a passphrase try): it is, or
+    holds, a PKCS#12 file or an encrypted key. Exactly the inputs for which :func:`parse`
+    calls a loader with a password; the shell opens those in a bounded child process."""
+    if b"-----BEGIN " in data:
+        return b"ENCRYPTED" in data
+    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    if body[:1] != b"\x30" or len(body) < 8:
+        return False
+    return _looks_like_pkcs12(body) or _encrypted_pkcs8(body) is not None
+
+
+def summary(data: bytes) -> str:
+    """What a drop looks like, for a person, without parsing it: "PEM: 2 blocks
+    (CERTIFICATE, PRIVATE KEY), 3112 bytes". Names no secret."""
+    size = f"{len(data)} bytes"
+    if b"-----BEGIN " in data:
+        labels = [m.group(1).decode("ascii") for m in _BEGIN.finditer(data)]
+        kinds = ", ".join(dict.fromkeys(labels[:20]))
+        return f"PEM: {len(labels)} blocks ({kinds}), {size}"
+    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    if body[:1] == b"\x30" and len(body) >= 8:
+        if _looks_like_pkcs12(body):
+            return f"PKCS#12, {size}"
+        if _encrypted_pkcs8(body) is not None:
+            return f"an encrypted PKCS#8 key, {size}"
+        return f"DER, {size}"
+    return f"not PEM or DER, {size}"
+
+
+def _check_fields(
+    item: x509.Certificate | x509.CertificateSigningRequest, limits: Limits
+) -> None:
     """Read the fields the rest of certdrop uses now: cryptography parses names and
     extensions only when first asked, and a malformed one must be a rejection here, not
     a ValueError in the middle of chain building."""
@@ -72,16 +121,31 @@ def _check_fields(item: x509.Certificate | x509.CertificateSigningRequest) -> No
     try:
         item.subject.rfc4514_string()
         item.extensions  # noqa: B018 - parses them, raising ValueError when malformed
+        sans = _san_count(item)
         if isinstance(item, x509.Certificate):
             item.issuer.rfc4514_string()
             item.not_valid_before_utc  # noqa: B018
             item.not_valid_after_utc  # noqa: B018
-            return
-        public = item.public_key()
+        else:
+            public = item.public_key()
     except Exception as exc:  # noqa: BLE001 - ValueError, UnsupportedAlgorithm, even KeyError
         raise Rejection(
             "unsupported_content", f"a {what} in the file cannot be read ({_short(exc)})"
         ) from None
+    if sans > limits.max_sans:
+        raise Rejection(
+            "too_many_sans",
+            f"a {what} in the file names {sans} subject alternative names; the limit is "
+            f"limits.max_sans = {limits.max_sans}. Split the names over several certificates",
+        )
+    if isinstance(item, x509.Certificate):
+        try:
+            public = item.public_key()
+        except Exception:  # noqa: BLE001 - an unknown key type: assemble names it unsupported_key
+            return
+        _check_size(public, f"{what}'s key", limits)
+        return
+    _check_size(public, f"{what}'s key", limits)
     if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise Rejection(
             "unsupported_key",
@@ -90,7 +154,21 @@ def _check_fields(item: x509.Certificate | x509.CertificateSigningRequest) -> No
         )
 
 
-def _parse_pem(data: bytes, passphrases: Sequence[bytes]) -> Parsed:
+def _san_count(item: x509.Certificate | x509.CertificateSigningRequest) -> int:
+    try:
+        return len(item.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        return 0
+
+
+def _check_size(key: object, what: str, limits: Limits) -> None:
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        problem = size_problem(key, limits)
+        if problem is not None:
+            raise Rejection("key_too_large", f"the {what}: {problem}")
+
+
+def _parse_pem(data: bytes, passphrases: Sequence[bytes], limits: Limits) -> Parsed:
     certs: list[x509.Certificate] = []
     keys: list[PrivateKey] = []
     csrs: list[x509.CertificateSigningRequest] = []
@@ -105,7 +183,7 @@ def _parse_pem(data: bytes, passphrases: Sequence[bytes]) -> Parsed:
                 continue
             certs.append(_load("certificate", x509.load_pem_x509_certificate, _std_cert(block)))
         elif label in _KEY_LABELS:
-            keys.append(_load_key(block, pem=True, passphrases=passphrases))
+            keys.append(_load_key(block, pem=True, passphrases=passphrases, limits=limits))
         elif label in _CSR_LABELS:
             csrs.append(_load("certificate request", x509.load_pem_x509_csr, block))
         elif label == b"PKCS7":
@@ -135,7 +213,7 @@ def _std_cert(block: bytes) -> bytes:
     return block.replace(b"X509 CERTIFICATE", b"CERTIFICATE")
 
 
-def _parse_der(data: bytes, passphrases: Sequence[bytes]) -> Parsed:
+def _parse_der(data: bytes, passphrases: Sequence[bytes], limits: Limits) -> Parsed:
     if data[:1] != b"\x30":
         raise Rejection(
             "unsupported_content",
@@ -161,8 +239,8 @@ def _parse_der(data: bytes, passphrases: Sequence[bytes]) -> Parsed:
         if parsed:
             return parsed
     if _looks_like_pkcs12(data):
-        return _load_pkcs12(data, passphrases)
-    return Parsed(keys=(_load_key(data, pem=False, passphrases=passphrases),))
+        return _load_pkcs12(data, passphrases, limits)
+    return Parsed(keys=(_load_key(data, pem=False, passphrases=passphrases, limits=limits),))
 
 
 def _der_length(data: bytes) -> int | None:
@@ -208,9 +286,15 @@ def _candidates(passphrases: Sequence[bytes]) -> list[bytes]:
     return [p for p in passphrases if p]
 
 
-def _load_key(data: bytes, *, pem: bool, passphrases: Sequence[bytes]) -> PrivateKey:
+def _load_key(
+    data: bytes, *, pem: bool, passphrases: Sequence[bytes], limits: Limits
+) -> PrivateKey:
     loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
-    encrypted = b"ENCRYPTED" in data[:200] if pem else _is_encrypted_pkcs8(data)
+    encrypted = b"ENCRYPTED" in data[:200] if pem else _encrypted_pkcs8(data) is not None
+    pkcs8 = _pem_der(data) if pem and data.startswith(b"-----BEGIN ENCRYPTED") else data
+    if encrypted and (not pem or pkcs8 is not data):
+        # Traditional PEM encryption (Proc-Type) costs one MD5 round: nothing to bound.
+        _check_kdf(lambda: kdf.pkcs8_costs(pkcs8), "the encrypted private key", limits)
     tries: list[bytes | None] = list(_candidates(passphrases)) if encrypted else [None]
     for password in tries:
         try:
@@ -232,9 +316,36 @@ def _load_key(data: bytes, *, pem: bool, passphrases: Sequence[bytes]) -> Privat
     )
 
 
-def _is_encrypted_pkcs8(data: bytes) -> bool:
-    # EncryptedPrivateKeyInfo starts with a PBES1/PBES2 AlgorithmIdentifier (1.2.840.113549.1.5.x)
-    return b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x05" in data[:40]
+def _encrypted_pkcs8(data: bytes) -> str | None:
+    """The encryption OID of an EncryptedPrivateKeyInfo (PBES1, PBES2, PKCS#12 PBE)."""
+    return kdf.encrypted_pkcs8_algorithm(data)
+
+
+def _pem_der(block: bytes) -> bytes:
+    """The DER inside one PEM block, decoded strictly: the bytes whose cost is checked
+    must be the very bytes the loader reads, so stray characters refuse the block."""
+    body = block.split(b"\n", 1)[1].rsplit(b"-----END", 1)[0]
+    try:
+        return base64.b64decode(b"".join(body.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise Rejection(
+            "unsupported_content",
+            "an encrypted private key block holds characters that are not base64; "
+            "upload the key file unchanged",
+        ) from None
+
+
+def _check_kdf(read: Callable[[], list[kdf.Cost]], what: str, limits: Limits) -> None:
+    """Refuse a container whose key derivations exceed ``limits``, before any try."""
+    try:
+        costs = read()
+    except Malformed as exc:
+        raise Rejection(
+            "unsupported_content",
+            f"{what} cannot be read: {exc}; certdrop checks what opening it would cost "
+            "before trying a passphrase. Export it again with openssl or your CA's tool",
+        ) from None
+    kdf.check(costs, limits, what)
 
 
 def _supported(key: object) -> PrivateKey:
@@ -246,7 +357,8 @@ def _supported(key: object) -> PrivateKey:
     )
 
 
-def _load_pkcs12(data: bytes, passphrases: Sequence[bytes]) -> Parsed:
+def _load_pkcs12(data: bytes, passphrases: Sequence[bytes], limits: Limits) -> Parsed:
+    _check_kdf(lambda: kdf.pkcs12_costs(data), "the PKCS#12 file", limits)
     for password in [None, b"", *_candidates(passphrases)]:
         try:
             key, cert, extra = pkcs12.load_key_and_certificates(data, password)

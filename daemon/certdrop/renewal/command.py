@@ -122,6 +122,10 @@ class CommandRun:
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    def wait(self) -> None:
+        """Wait for the command to end by itself (within its timeout)."""
+        self._thread.join()
+
     def _run(self) -> None:
         self.done(run(self.argv, self.timeout, self._stop, env=self.env))
 

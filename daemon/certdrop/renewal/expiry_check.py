@@ -1,8 +1,12 @@
 """The expiry watch inside ``certdrop run``: the scheduler, and the check it enqueues.
 
-APScheduler only enqueues: every ``expiry.check_interval_seconds``, once at start-up and
-at each retry time it submits :meth:`Watch.check` to the daemon's one worker queue (no
-cron, no systemd timer). The check, on the worker, for each certificate in use:
+A :class:`~certdrop.renewal.ticker.Ticker` only enqueues: every
+``expiry.check_interval_seconds`` of monotonic time, once at start-up and at each retry
+time it submits :meth:`ExpiryCheck.check` to the daemon's one worker queue (no cron, no
+systemd timer), so a step of the wall clock neither silences nor floods it. When the
+clock steps, ``daemon.clock_jump`` is logged once, open renewals' retry times move with
+it (their delays keep their length) and a check runs. The check, on the worker, reads
+the wall clock afresh and, for each certificate in use:
 
 1. emits ``expiry.warning`` / ``expiry.expired`` once per threshold (the ``warnings``
    table remembers them across restarts; :func:`certdrop.pki.expiry.assess` decides);
@@ -14,30 +18,25 @@ cron, no systemd timer). The check, on the worker, for each certificate in use:
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import Any
 
 from certdrop.clock import utc_now
 from certdrop.intake.work import Outcome
 from certdrop.pki import expiry
 from certdrop.renewal.renewer import Jobs, Renewer
 from certdrop.renewal.report import policy_of
+from certdrop.renewal.ticker import Ticker
 from certdrop.store import renewals as ledger
 from certdrop.store.context import Context
 from certdrop.store.renewals import InUse, Renewal
-
-if TYPE_CHECKING:
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-CHECK_JOB = "expiry-check"
 
 
 class ExpiryCheck:
     """The expiry watch of one running daemon, a daemon feature (its hooks are the
     ``on_*``/``after_*`` methods). ``on_start``/``on_stop`` run in the main thread, the
-    scheduler's jobs in its own thread (they only enqueue), the rest on the worker."""
+    ticker's calls in its own thread (they only enqueue), the rest on the worker."""
 
     def __init__(
         self,
@@ -52,7 +51,7 @@ class ExpiryCheck:
         self.may_renew = may_renew
         self.jobs = jobs
         self.clock = clock
-        self.scheduler: BackgroundScheduler | None = None
+        self.ticker: Ticker | None = None
         self.renewer = Renewer(ctx, jobs, self.wake_at, clock)
 
     # -- feature hooks ---------------------------------------------------------------------
@@ -73,52 +72,57 @@ class ExpiryCheck:
 
     # -- the main thread --------------------------------------------------------------------
     def start(self) -> None:
-        # Imported here: every CLI command imports this module, only `run` schedules.
-        from apscheduler.executors.pool import ThreadPoolExecutor
-        from apscheduler.schedulers.background import BackgroundScheduler
-
-        scheduler = BackgroundScheduler(
-            timezone=UTC,
-            executors={"default": ThreadPoolExecutor(1)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-        )
-        scheduler.add_job(
-            self._tick, "interval", seconds=self.ctx.config.check_interval_seconds, id=CHECK_JOB
-        )
-        scheduler.start()
-        self.scheduler = scheduler
+        ticker = Ticker(self.ctx.config.check_interval_seconds, self._tick, self._jumped)
+        ticker.start()
+        self.ticker = ticker
         self._tick()  # once at start-up, queued behind recovery and the drops found waiting
 
     def stop(self) -> None:
-        """Stop the scheduler (joining its threads), then end running commands."""
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=True)
+        """Stop the ticker (joining its thread), then end running commands."""
+        if self.ticker is not None:
+            self.ticker.stop()
         self.renewer.stop()
 
     def _tick(self) -> None:
-        """Scheduler thread: only enqueue."""
+        """Ticker thread: only enqueue."""
         self.jobs.submit("expiry check", self.check)
 
+    def _jumped(self, delta: float) -> None:
+        """Ticker thread: the wall clock stepped by ``delta`` seconds."""
+        self.jobs.submit("clock jump", lambda: self.after_jump(delta))
+
     def wake_at(self, renewal: Renewal) -> None:
-        """A one-off check when ``renewal`` may try again (the interval may be hours)."""
-        if self.scheduler is None or renewal.next_attempt is None:
+        """A one-off check when ``renewal`` may try again (the interval may be hours).
+        The wall-time deadline becomes a monotonic delay now; the check re-reads it."""
+        if self.ticker is None or renewal.next_attempt is None:
             return
-        with contextlib.suppress(Exception):  # shutting down: the next start-up retries
-            self.scheduler.add_job(
-                self._tick,
-                "date",
-                run_date=renewal.next_attempt,
-                id=f"retry {renewal.cert}",
-                replace_existing=True,
-            )
+        delay = (renewal.next_attempt - self.clock()).total_seconds()
+        self.ticker.wake_in(f"retry {renewal.cert}", delay)
 
     # -- the worker -------------------------------------------------------------------------
     def after_reload(self) -> None:
-        if self.scheduler is not None:
-            with contextlib.suppress(Exception):
-                self.scheduler.reschedule_job(
-                    CHECK_JOB, trigger="interval", seconds=self.ctx.config.check_interval_seconds
-                )
+        if self.ticker is not None:
+            self.ticker.set_interval(self.ctx.config.check_interval_seconds)
+        self.check()
+
+    def after_jump(self, delta: float) -> None:
+        """Say so once; move open renewals' retry times by the step; check at once."""
+        moved = 0
+        inventory = self.ctx.inventory
+        with inventory.transaction():
+            for renewal in ledger.renewals(inventory).values():
+                if renewal.open and renewal.next_attempt is not None:
+                    later = renewal.next_attempt + timedelta(seconds=delta)
+                    ledger.save(inventory, renewal.but(next_attempt=later))
+                    moved += 1
+        self.ctx.log.warning(
+            "daemon.clock_jump",
+            seconds=round(delta, 1),
+            renewals_moved=moved,
+            detail="the wall clock was set "
+            f"{'forward' if delta > 0 else 'back'} by {abs(delta):.0f} s; checks keep their "
+            "rhythm and retry times moved with the clock",
+        )
         self.check()
 
     def check(self) -> None:

@@ -29,7 +29,7 @@ from cryptography import x509
 from certdrop.clock import iso, utc_now
 from certdrop.errors import CertdropError, UserError
 from certdrop.files import atomic_write
-from certdrop.intake.request import create_request
+from certdrop.intake.request import create_request, csr_path
 from certdrop.intake.work import Outcome
 from certdrop.pki import expiry, keys
 from certdrop.pki.csr import fields_of_certificate
@@ -115,7 +115,11 @@ class Renewer:
             ):
                 self._hand_back(renewal, entry)
 
-    def start(self, cert: InUse, found: expiry.Assessment, now: datetime) -> Renewal:
+    def start(
+        self, cert: InUse, found: expiry.Assessment, now: datetime, *, by: str = "expiry"
+    ) -> Renewal:
+        """Make the renewal request of ``cert`` and run ``renewal.command`` (if any).
+        ``by``: ``expiry`` (the check found it due) or ``renew`` (the operator asked)."""
         ctx = self.ctx
         adopted = ledger.open_request_for(ctx.inventory, cert.name)
         renewal = Renewal(cert.name, adopted or "", "pending", 0, None, now, "")
@@ -136,12 +140,15 @@ class Renewer:
             not_after=cert.not_after,
             renew_at=iso(found.renew_at),
             reason=(
-                f"renew_before_days = {ctx.config.renew_before_days}"
+                "asked for by `certdrop renew`"
+                if by == "renew"
+                else f"renew_before_days = {ctx.config.renew_before_days}"
                 if ctx.config.renew_before_days > 0
                 else "a third of its lifetime is left"
             ),
             services=list(cert.services),
             command=bool(ctx.config.renewal_command),
+            by=by,
         )
         if problem is not None:
             return self._failed(renewal, problem, now, stage="request")
@@ -289,7 +296,10 @@ class Renewer:
         attempts = renewal.attempts + 1
         delay = expiry.retry_delay(attempts, self.ctx.config.renewal_retry_base_seconds)
         renewal = self._save(
-            renewal.but(state="pending", attempts=attempts, next_attempt=now + delay, detail=reason)
+            renewal.but(
+                state="pending", attempts=attempts, next_attempt=now + delay, detail=reason
+            ),
+            failed=stage,
         )
         extra: dict[str, Any] = {}
         if finished is not None:
@@ -331,6 +341,7 @@ class Renewer:
                     attempt=renewal.attempts + 1,
                     reason=detail,
                 )
+                return self._save(renewal.but(state="handed_off", detail=detail), failed="deploy")
             return self._save(renewal.but(state="handed_off", detail=detail))
         failed = [r for r in results if r.state != "ok"]
         detail = (
@@ -370,14 +381,23 @@ class Renewer:
             f"{renewal.request or '(none)'} stays in the inventory",
         )
 
-    def _save(self, renewal: Renewal) -> Renewal:
+    def _save(self, renewal: Renewal, *, failed: str | None = None) -> Renewal:
+        """Store the renewal; ``failed`` names the stage of a failure to count with it."""
         with self.ctx.inventory.transaction():
             ledger.save(self.ctx.inventory, renewal)
+            if failed is not None:
+                ledger.count_failure(self.ctx.inventory, failed)
         self.jobs.changed()  # status.json is rewritten once the queue is idle
         return renewal
 
     def _csr_path(self, request: str) -> Path:
-        return self.ctx.config.outbox / f"{request}.csr"
+        return csr_path(self.ctx.config.outbox, request)
+
+    def commands(self) -> list[handoff.CommandRun]:
+        """The renewal commands running now (``certdrop renew`` without a daemon waits
+        for them)."""
+        with self._lock:
+            return list(self._runs.values())
 
 
 def _issued(entry: Entry) -> bool:

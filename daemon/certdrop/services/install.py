@@ -134,6 +134,17 @@ def _store(state: Path, service: str, saved: Saved) -> None:
     atomic_write(_saved_path(state, service), json.dumps(record, indent=1).encode(), 0o600)
 
 
+def forget_baseline(state: Path, service: str) -> bool:
+    """Drop the last good set of ``service`` (``certdrop unassign``: the files on disk are
+    the operator's again, so a later assign keeps those, not ours); True if there was one."""
+    try:
+        _saved_path(state, service).unlink()
+    except FileNotFoundError:
+        return False
+    fsync_dir(state / "deployed")
+    return True
+
+
 def keep_baseline(state: Path, service: str, files: Sequence[ServiceFile]) -> Saved:
     """The set to roll back to; any planned path it lacks is first read from disk and kept.
 

@@ -24,14 +24,16 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from certdrop.clock import iso, utc_now
-from certdrop.config import ServiceConfig
+from certdrop.config import Config, ServiceConfig
 from certdrop.errors import UserError
 from certdrop.pki import layout
+from certdrop.pki.names import normal
 from certdrop.services import install as deployfiles
 from certdrop.services.install import KEEP, FileError, Saved
 from certdrop.services.probe import ProbeResult, wait_for_fingerprint
 from certdrop.services.reload import ReloadResult, run_reload
 from certdrop.store.context import Context
+from certdrop.store.inventory import Inventory
 from certdrop.store.rows import Entry
 
 # Old nginx workers serve the old certificate for up to ~125 ms after a reload; four
@@ -91,6 +93,27 @@ class _Job:
 
 
 # -- public -------------------------------------------------------------------------------
+def checked_assignment(
+    config: Config, inventory: Inventory, name: str, services: Sequence[str]
+) -> tuple[list[str], Entry, bytes]:
+    """The services, entry and key of assigning ``name``; a UserError for an unknown
+    certificate or service, a pending request, or a pair that cannot be deployed now."""
+    wanted = known_services(config, services)
+    entry = inventory.entry(normal(name))
+    if entry is None:
+        raise UserError(f"no certificate named {name!r}; `certdrop status` lists them")
+    key_pem = inventory.key_pem(entry.name)
+    if entry.cert_pem is None or key_pem is None or entry.status == "requested":
+        raise UserError(
+            f"{entry.name!r} is a request waiting for its certificate; drop the issued "
+            "certificate first, then assign it"
+        )
+    problem = layout.pair_problem(entry.cert_pem, entry.chain_pem or b"", key_pem, utc_now())
+    if problem is not None:
+        raise UserError(f"{entry.name!r} cannot be deployed: {problem}")
+    return wanted, entry, key_pem
+
+
 def assign(
     ctx: Context,
     name: str,
@@ -107,19 +130,8 @@ def assign(
     Raises UserError (changing nothing) for an unknown certificate or service, a pending
     request, or a pair that is mismatched or out of its validity window.
     """
-    wanted = _known_services(ctx, services)
-    entry = ctx.inventory.entry(name)
-    if entry is None:
-        raise UserError(f"no certificate named {name!r}; `certdrop status` lists them")
-    key_pem = ctx.inventory.key_pem(name)
-    if entry.cert_pem is None or key_pem is None or entry.status == "requested":
-        raise UserError(
-            f"{name!r} is a request waiting for its certificate; drop the issued certificate "
-            "first, then assign it"
-        )
-    problem = layout.pair_problem(entry.cert_pem, entry.chain_pem or b"", key_pem, utc_now())
-    if problem is not None:
-        raise UserError(f"{name!r} cannot be deployed: {problem}")
+    wanted, entry, _ = checked_assignment(ctx.config, ctx.inventory, name, services)
+    name = entry.name
     at = iso(utc_now())
     with ctx.inventory.transaction():
         for service in wanted:
@@ -139,7 +151,7 @@ def reconcile(ctx: Context, services: Sequence[str] | None = None) -> list[Servi
     ``services`` limits it to those names (default: every configured service). A service
     already serving its desired certificate from the right files is left alone.
     """
-    names = _known_services(ctx, services)
+    names = known_services(ctx.config, services)
     now = utc_now()
     with ctx.inventory.transaction():
         ctx.inventory.sync_usage(set(ctx.config.services))
@@ -166,7 +178,7 @@ def reconcile(ctx: Context, services: Sequence[str] | None = None) -> list[Servi
         if problem is None:
             assert entry is not None and entry.cert_pem is not None and key_pem is not None
             try:
-                uid, gid = _ids(service)
+                uid, gid = owner_ids(service)
                 files = layout.plan(service, entry.cert_pem, entry.chain_pem or b"", key_pem)
             except (FileError, ValueError, TypeError) as exc:
                 problem = getattr(exc, "reason", None) or f"the stored key cannot be used ({exc})"
@@ -355,21 +367,22 @@ def _in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
 
 
 # -- helpers ----------------------------------------------------------------------------
-def _known_services(ctx: Context, services: Sequence[str] | None) -> list[str]:
-    configured = ctx.config.services
+def known_services(config: Config, services: Sequence[str] | None) -> list[str]:
+    """``services`` (default: every configured one), each checked to be configured."""
+    configured = config.services
     if services is None:
         return sorted(configured)
     unknown = [s for s in services if s not in configured]
     if unknown:
         have = ", ".join(sorted(configured)) or "none"
         raise UserError(
-            f"no service named {', '.join(map(repr, unknown))} in {ctx.config.source} "
+            f"no service named {', '.join(map(repr, unknown))} in {config.source} "
             f"(configured: {have}); add a [services.NAME] table or fix the name"
         )
     return list(dict.fromkeys(services))
 
 
-def _ids(service: ServiceConfig) -> tuple[int, int]:
+def owner_ids(service: ServiceConfig) -> tuple[int, int]:
     """The uid and gid the service's files get (KEEP: the daemon's own)."""
     uid = gid = KEEP
     try:

@@ -7,7 +7,8 @@
 - :mod:`~certdrop.store.eventlog` -- the JSON Lines status log (``open_log``, ``Logger``).
 - :mod:`~certdrop.store.snapshot` -- the status object of ``status --json``/status.json.
 - :mod:`~certdrop.store.context` -- ``Context``: config, inventory and log together.
+- :mod:`~certdrop.store.edits` -- the operator's edits: rename, delete, unassign, discard.
 
 May import: ``certdrop.pki``, ``certdrop.config``, ``certdrop.errors``, ``certdrop.clock``,
-``certdrop.files``. Never the shell subpackages, ``daemon`` or ``cli``.
+``certdrop.files``, ``certdrop.jsontext``. Never the shell subpackages, ``daemon`` or ``cli``.
 """

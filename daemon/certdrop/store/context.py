@@ -1,4 +1,5 @@
-"""What the shell's features work on: the configuration, the inventory and the status log.
+"""What the shell's features work on: the configuration, the inventory, the status log and
+the trust store.
 
 Owned by whichever thread holds the state lock (the daemon's worker, or a CLI command
 run in-process). ``config`` is replaced when the daemon reloads its configuration.
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from certdrop.config import Config
 from certdrop.store.eventlog import Logger
 from certdrop.store.inventory import Inventory
+from certdrop.store.truststore import TrustStore
 
 
 @dataclass
@@ -18,3 +20,4 @@ class Context:
     config: Config
     inventory: Inventory
     log: Logger
+    trust: TrustStore

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from certdrop.store.rows import DropRow, Entry, Held, ServiceRow, Summary
+from certdrop.store.rows import DropRow, Entry, Held, Judged, ServiceRow, Summary
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS certificates (
@@ -26,6 +29,7 @@ CREATE TABLE IF NOT EXISTS certificates (
     cert_pem BLOB,
     chain_pem BLOB,
     trusted INTEGER NOT NULL DEFAULT 0,
+    trust_detail TEXT NOT NULL DEFAULT '',
     subject TEXT, sans TEXT, issuer TEXT, not_before TEXT, not_after TEXT,
     key_type TEXT, key_bits INTEGER,
     csr_pem BLOB, request TEXT, renews TEXT,
@@ -48,6 +52,7 @@ CREATE TABLE IF NOT EXISTS pool (
     pem BLOB NOT NULL,
     subject TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS pool_subject ON pool (subject);
 CREATE TABLE IF NOT EXISTS drops (
     claim TEXT PRIMARY KEY,
     file TEXT NOT NULL,
@@ -55,19 +60,40 @@ CREATE TABLE IF NOT EXISTS drops (
     code TEXT, reason TEXT,
     at TEXT NOT NULL
 );
+-- A drop being processed: written before the costly steps, gone with its result, so a
+-- drop under way when the daemon died is known at the next start (a poison drop).
+CREATE TABLE IF NOT EXISTS attempts (
+    claim TEXT PRIMARY KEY,
+    file TEXT NOT NULL,
+    seen TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    run TEXT NOT NULL,
+    since TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS services (
     name TEXT PRIMARY KEY,
     desired TEXT,
     deployed_sha256 TEXT,
     state TEXT NOT NULL DEFAULT 'pending',
     detail TEXT NOT NULL DEFAULT '',
-    updated TEXT
+    updated TEXT,
+    managed INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS warnings (
     sha256 TEXT NOT NULL,
     threshold TEXT NOT NULL,
     at TEXT NOT NULL,
     PRIMARY KEY (sha256, threshold)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- Monotonic counts the metrics report (e.g. renewal failures by stage), kept with the
+-- state so a restart does not reset them.
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS renewals (
     cert TEXT PRIMARY KEY,
@@ -81,8 +107,19 @@ CREATE TABLE IF NOT EXISTS renewals (
 """
 
 
+# Columns added after the first release, with how to add them to an older database.
+_ADDED_COLUMNS = {
+    ("services", "managed"): "ALTER TABLE services ADD COLUMN managed INTEGER NOT NULL DEFAULT 1",
+    # issue 10: why a certificate is not trusted
+    ("certificates", "trust_detail"): (
+        "ALTER TABLE certificates ADD COLUMN trust_detail TEXT NOT NULL DEFAULT ''"
+    ),
+}
+_SUMMARY_ORDER = {"name": "name", "expiry": "not_after IS NULL, not_after, name"}
+
 _ENTRY_COLUMNS = (
-    "name, status, key_id, sha256, cert_pem, chain_pem, trusted, subject, sans, issuer, "
+    "name, status, key_id, sha256, cert_pem, chain_pem, trusted, trust_detail, subject, sans, "
+    "issuer, "
     "not_before, not_after, key_type, key_bits, request, renews, created"
 )
 
@@ -93,7 +130,7 @@ class Inventory:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         if readonly:
-            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+            self.db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=10)
         else:
             # Created 0600 here whatever the umask: SQLite would make it 0644 & ~umask, and
             # it gives the -wal and -shm files the database file's mode.
@@ -108,12 +145,75 @@ class Inventory:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            self._add_columns()
         self.db.row_factory = sqlite3.Row
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(services)")}
+        # An older database opened read-only lacks the new column; every service is managed.
+        self._managed = "managed" if "managed" in columns or not columns else "1 AS managed"
+
+    def _add_columns(self) -> None:
+        for (table, column), sql in _ADDED_COLUMNS.items():
+            have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.db.execute(sql)
 
     @classmethod
     def empty(cls) -> Inventory:
         """An in-memory inventory with the schema and nothing in it."""
         return cls(Path(":memory:"))
+
+    @classmethod
+    def reader(cls, path: Path, *, exclusive: bool) -> Inventory:
+        """The database at ``path`` to read. ``exclusive`` (the caller holds the state
+        lock): read as immutable, which leaves no -wal/-shm files behind, or from a private
+        copy when a crash left commits in the WAL. Otherwise read-only beside the daemon."""
+        wal = Path(f"{path}-wal")
+        if not exclusive:
+            return cls(path, readonly=True)
+        if wal.exists() and wal.stat().st_size > 0:
+            return cls.private_copy(path, exclusive=True)
+        found = cls.__new__(cls)
+        found.path = path
+        found.db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro&immutable=1", uri=True)
+        found.db.row_factory = sqlite3.Row
+        columns = {r[1] for r in found.db.execute("PRAGMA table_info(services)")}
+        found._managed = "managed" if "managed" in columns else "1 AS managed"
+        return found
+
+    @classmethod
+    def private_copy(cls, path: Path, *, exclusive: bool) -> Inventory:
+        """An in-memory copy of the database at ``path``, to try changes on and throw
+        away (``certdrop inspect``); reading it changes no byte in the state folder.
+
+        ``exclusive``: the caller holds the state lock, so no other process has the
+        database open. Then it is read as immutable (a read-only open would leave -wal and
+        -shm files behind); a WAL that a crash left is recovered in a private copy on a
+        RAM disk where there is one, never in place. Otherwise the daemon has the
+        database open and a read-only connection reads it as any reader does.
+        """
+        copy = cls(Path(":memory:"))
+        wal = Path(f"{path}-wal")
+        scratch: str | None = None
+        if exclusive and wal.exists() and wal.stat().st_size > 0:
+            ram = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+            scratch = tempfile.mkdtemp(prefix="certdrop-inspect-", dir=ram)
+            shutil.copyfile(path, os.path.join(scratch, "db"))
+            shutil.copyfile(wal, os.path.join(scratch, "db-wal"))
+            source = sqlite3.connect(os.path.join(scratch, "db"))
+        elif exclusive:
+            source = sqlite3.connect(f"file:{quote(str(path))}?mode=ro&immutable=1", uri=True)
+        else:
+            source = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=10)
+        try:
+            source.backup(copy.db)
+        finally:
+            source.close()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+        copy.path = path
+        copy._add_columns()
+        copy._managed = "managed"
+        return copy
 
     def close(self) -> None:
         self.db.close()
@@ -128,6 +228,27 @@ class Inventory:
             raise
         self.db.execute("COMMIT")
 
+    @contextmanager
+    def rehearsal(self) -> Iterator[None]:
+        """A transaction that is always rolled back: changes tried, then undone."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            self.db.execute("ROLLBACK")
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested step inside a transaction, undone alone if it raises."""
+        self.db.execute("SAVEPOINT step")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK TO step")
+            self.db.execute("RELEASE step")
+            raise
+        self.db.execute("RELEASE step")
+
     # -- certificates ---------------------------------------------------------------
     def _select(self, where: str, params: tuple[str, ...] = ()) -> list[Entry]:
         # Only this module's constant clauses reach the f-string; values are bound.
@@ -137,13 +258,26 @@ class Inventory:
     def entries(self) -> list[Entry]:
         return self._select("ORDER BY name")
 
-    def summaries(self) -> Iterator[Summary]:
-        """The columns status shows, without certificate bytes, row by row: cheap at
-        100,000 rows. Finish the iteration before changing the inventory."""
-        rows = self.db.execute(
+    def summary(self, name: str) -> Summary | None:
+        """The ``status`` columns of one certificate."""
+        row = self.db.execute(
             "SELECT name, status, subject, sans, issuer, not_before, not_after, sha256, "
-            "key_type, key_bits, trusted, renews FROM certificates ORDER BY name"
+            "key_type, key_bits, trusted, trust_detail, renews FROM certificates WHERE name = ?",
+            (name,),
+        ).fetchone()
+        return None if row is None else Summary.from_row(row)
+
+    def summaries(self, order: str = "name") -> Iterator[Summary]:
+        """The columns status shows, without certificate bytes, row by row: cheap at
+        100,000 rows. ``order``: ``name`` or ``expiry`` (soonest first, requests last).
+        Finish the iteration before changing the inventory."""
+        columns = (
+            "name, status, subject, sans, issuer, not_before, not_after, sha256, key_type, "
+            "key_bits, trusted, trust_detail, renews"
         )
+        sort = _SUMMARY_ORDER[order]  # one of two constant clauses
+        sql = f"SELECT {columns} FROM certificates ORDER BY {sort}"  # noqa: S608
+        rows = self.db.execute(sql)
         return (Summary.from_row(r) for r in rows)
 
     def entry(self, name: str) -> Entry | None:
@@ -196,6 +330,32 @@ class Inventory:
             tuple(values.values()),
         )
 
+    def set_trust(self, name: str, trusted: bool, detail: str) -> None:
+        self.db.execute(
+            "UPDATE certificates SET trusted = ?, trust_detail = ? WHERE name = ?",
+            (int(trusted), "" if trusted else detail, name),
+        )
+
+    def judged(self) -> Iterator[Judged]:
+        """Every certificate's stored verdict and bytes, for judging again, row by row:
+        finish the iteration before changing the inventory."""
+        rows = self.db.execute(
+            "SELECT name, cert_pem, chain_pem, trusted, trust_detail FROM certificates "
+            "WHERE cert_pem IS NOT NULL ORDER BY name"
+        )
+        return (Judged.from_row(r) for r in rows)
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
     def set_status(self, name: str, status: str) -> None:
         self.db.execute("UPDATE certificates SET status = ? WHERE name = ?", (status, name))
 
@@ -237,6 +397,13 @@ class Inventory:
     def pool(self) -> list[bytes]:
         return [bytes(r[0]) for r in self.db.execute("SELECT pem FROM pool")]
 
+    def pool_named(self, subject: str, limit: int) -> list[bytes]:
+        """PEMs of pooled certificates whose subject reads ``subject`` (RFC 4514)."""
+        rows = self.db.execute(
+            "SELECT pem FROM pool WHERE subject = ? ORDER BY rowid LIMIT ?", (subject, limit)
+        )
+        return [bytes(r[0]) for r in rows]
+
     def add_to_pool(self, sha256: str, pem: bytes, subject: str) -> bool:
         """Add an issuing certificate to the pool; False when it was already there."""
         cursor = self.db.execute(
@@ -246,29 +413,29 @@ class Inventory:
         return cursor.rowcount == 1
 
     # -- services (desired vs deployed) ---------------------------------------------
+    @property
+    def _services_sql(self) -> str:
+        # _managed is one of two constant column expressions (see __init__).
+        columns = f"name, desired, deployed_sha256, state, detail, updated, {self._managed}"
+        return f"SELECT {columns} FROM services"  # noqa: S608
     def service(self, name: str) -> ServiceRow | None:
         """The service's row (desired, deployed_sha256, state, detail, updated), or None."""
-        row = self.db.execute(
-            "SELECT name, desired, deployed_sha256, state, detail, updated FROM services "
-            "WHERE name = ?",
-            (name,),
-        ).fetchone()
+        row = self.db.execute(self._services_sql + " WHERE name = ?", (name,)).fetchone()
         return None if row is None else ServiceRow.from_row(row)
 
     def services(self) -> dict[str, ServiceRow]:
         """Every service row, by name (configured or not)."""
-        rows = self.db.execute(
-            "SELECT name, desired, deployed_sha256, state, detail, updated FROM services"
-        )
+        rows = self.db.execute(self._services_sql)
         return {r["name"]: ServiceRow.from_row(r) for r in rows}
 
     def set_desired(self, name: str, desired: str, detail: str, at: str) -> None:
-        """Record the certificate ``name`` should have; it stays pending until proven."""
+        """Record the certificate ``name`` should have; it stays pending until proven.
+        An unassigned service is managed again from here on."""
         self.db.execute(
-            "INSERT INTO services (name, desired, state, detail, updated) "
-            "VALUES (?, ?, 'pending', ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "INSERT INTO services (name, desired, state, detail, updated, managed) "
+            "VALUES (?, ?, 'pending', ?, ?, 1) ON CONFLICT (name) DO UPDATE SET "
             "desired = excluded.desired, state = 'pending', detail = excluded.detail, "
-            "updated = excluded.updated",
+            "updated = excluded.updated, managed = 1",
             (name, desired, detail, at),
         )
 
@@ -322,11 +489,54 @@ class Inventory:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (claim, file, result, code or None, reason or None, at),
         )
+        self.db.execute("DELETE FROM attempts WHERE claim = ?", (claim,))
 
-    def drop_counts(self) -> dict[str, int]:
-        """How many drops ended in each result (accepted, held, rejected), ever."""
-        rows = self.db.execute("SELECT result, COUNT(*) FROM drops GROUP BY result")
-        return {str(result): int(count) for result, count in rows}
+    def begin_attempt(self, claim: str, file: str, seen: str, run: str, at: str) -> int:
+        """Note (committed at once) that daemon run ``run`` starts processing a drop;
+        return how many daemon runs have started it, this one included. Retries within
+        one run (after a storage fault) do not count: only a run that died does."""
+        with self.transaction():
+            row = self.db.execute(
+                "SELECT runs, run FROM attempts WHERE claim = ?", (claim,)
+            ).fetchone()
+            runs = 1 if row is None else int(row[0]) + (row[1] != run)
+            self.db.execute(
+                "INSERT OR REPLACE INTO attempts (claim, file, seen, runs, run, since) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (claim, file, seen, runs, run, at),
+            )
+        return runs
+
+    def forget_attempts(self, keep: set[str]) -> None:
+        """Drop the notes of claims that no longer exist (finished by hand, or lost)."""
+        for (claim,) in self.db.execute("SELECT claim FROM attempts").fetchall():
+            if claim not in keep:
+                self.db.execute("DELETE FROM attempts WHERE claim = ?", (claim,))
+
+    def drop_counts_by_code(self) -> dict[tuple[str, str], int]:
+        """How many drops ended in each (result, rejection code), ever; code "" when the
+        drop was not rejected."""
+        rows = self.db.execute(
+            "SELECT result, coalesce(code, ''), COUNT(*) FROM drops GROUP BY result, code"
+        )
+        return {(str(result), str(code)): int(count) for result, code, count in rows}
+
+    # -- counters -------------------------------------------------------------------
+    def bump(self, name: str, by: int = 1) -> None:
+        """Add ``by`` to the counter ``name`` (inside the caller's transaction)."""
+        self.db.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            (name, by),
+        )
+
+    def counters(self) -> dict[str, int]:
+        """Every counter by name (empty for a database made before counters existed)."""
+        try:
+            rows = self.db.execute("SELECT name, value FROM counters").fetchall()
+        except sqlite3.OperationalError:  # an older database opened read-only
+            return {}
+        return {str(name): int(value) for name, value in rows}
 
     def integrity_ok(self) -> bool:
         return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")

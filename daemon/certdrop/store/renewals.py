@@ -176,6 +176,20 @@ def save(inventory: Inventory, r: Renewal) -> None:
     )
 
 
+STAGES = ("request", "command", "deploy")  # where a renewal attempt can fail
+
+
+def count_failure(inventory: Inventory, stage: str) -> None:
+    """Count one failed renewal attempt at ``stage`` (inside the caller's transaction)."""
+    inventory.bump(f"renewal_failures:{stage}")
+
+
+def failures(inventory: Inventory) -> dict[str, int]:
+    """Failed renewal attempts ever, by stage (every stage present, 0 when none)."""
+    counts = inventory.counters()
+    return {stage: counts.get(f"renewal_failures:{stage}", 0) for stage in STAGES}
+
+
 def csr_pem(inventory: Inventory, name: str) -> bytes | None:
     row = inventory.db.execute("SELECT csr_pem FROM certificates WHERE name = ?", (name,))
     found = row.fetchone()

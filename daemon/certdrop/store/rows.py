@@ -19,6 +19,7 @@ class Entry:
     cert_pem: bytes | None
     chain_pem: bytes | None
     trusted: bool
+    trust_detail: str
     subject: str | None
     sans: list[str]
     issuer: str | None
@@ -40,6 +41,7 @@ class Entry:
             cert_pem=row["cert_pem"],
             chain_pem=row["chain_pem"],
             trusted=bool(row["trusted"]),
+            trust_detail=row["trust_detail"] or "",
             subject=row["subject"],
             sans=json.loads(row["sans"] or "[]"),
             issuer=row["issuer"],
@@ -68,6 +70,7 @@ class Summary:
     key_type: str | None
     key_bits: int | None
     trusted: bool
+    trust_detail: str
     renews: str | None
 
     @classmethod
@@ -76,6 +79,27 @@ class Summary:
         values["sans"] = json.loads(values["sans"] or "[]")
         values["trusted"] = bool(values["trusted"])
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A certificate's stored trust verdict and what it is judged on."""
+
+    name: str
+    cert_pem: bytes
+    chain_pem: bytes
+    trusted: bool
+    trust_detail: str
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Judged:
+        return cls(
+            row["name"],
+            bytes(row["cert_pem"]),
+            bytes(row["chain_pem"] or b""),
+            bool(row["trusted"]),
+            row["trust_detail"] or "",
+        )
 
 
 @dataclass(frozen=True)
@@ -108,10 +132,13 @@ class ServiceRow:
     state: str
     detail: str
     updated: str | None
+    managed: bool = True  # False after `certdrop unassign`, until the next assign
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ServiceRow:
-        return cls(**dict(row))
+        values = dict(row)
+        values["managed"] = bool(values.get("managed", 1))
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -130,4 +157,4 @@ class DropRow:
         return cls(**dict(row))
 
 
-__all__ = ["DropRow", "Entry", "Held", "ServiceRow", "Summary"]
+__all__ = ["DropRow", "Entry", "Held", "Judged", "ServiceRow", "Summary"]
