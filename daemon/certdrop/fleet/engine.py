@@ -198,6 +198,14 @@ class Engine:
             return
 
     async def _bucket(self, js: Any, name: str) -> KeyValue:
+        kv = await self._open_bucket(js, name)
+        # Reads go through the stream leader, never "direct" from any replica: a replica
+        # that was cut off may hold a write the cluster never committed, and a
+        # compare-and-swap decided on that would drop a record from the outbox.
+        kv._direct = False
+        return kv
+
+    async def _open_bucket(self, js: Any, name: str) -> KeyValue:
         try:
             kv: KeyValue = await js.key_value(name)
             return kv
