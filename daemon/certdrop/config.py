@@ -5,6 +5,7 @@ from __future__ import annotations
 import grp
 import pwd
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from certdrop.pki.trust import DEFAULT_PROFILE, PROFILES, HostnameError, subject
 ROLES = ("https", "smtp-server", "smtp-client")
 KEY_FORMATS = ("pkcs1", "pkcs8")
 PLACEHOLDERS = ("{csr}", "{name}", "{inbox}", "{outbox}")
+GATEWAY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # no '.': it splits fleet keys
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,22 @@ class ServiceConfig:
     reload_timeout_seconds: float = 30.0
     probe: str = ""
     probe_timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """The ``[fleet]`` table: how this gateway reaches NATS and who it is there."""
+
+    servers: tuple[str, ...]
+    gateway: str
+    identity: Path
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    creds: str = ""
+    replicas: int = 3
+    heartbeat_seconds: float = 10.0
+    lease_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,7 @@ class Config:
     # commands; "" keeps the state folder root-only (0700).
     state_group: str = ""
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
+    fleet: FleetConfig | None = None  # None: a single gateway, as before fleet mode
 
     @property
     def status_log(self) -> Path:
@@ -193,6 +212,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
             "metrics",
             "limits",
             "services",
+            "fleet",
         }
     )
     limits = Limits.from_mapping(top.table_of("limits"), problems)
@@ -253,6 +273,8 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
             "unless you front it with a proxy (use 127.0.0.1:9810)"
         )
 
+    fleet = _fleet(top.table_of("fleet"), problems, path, state) if "fleet" in data else None
+
     services: dict[str, ServiceConfig] = {}
     for name, table in top.table_of("services").items():
         if not isinstance(table, dict):
@@ -290,6 +312,42 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: str) -> Config:
         limits=limits,
         state_group=state_group,
         services=services,
+        fleet=fleet,
+    )
+
+
+def _fleet(table: Mapping[str, Any], problems: list[str], path: Any, state: Path) -> FleetConfig:
+    r = _Reader(problems, "fleet.", table)
+    keys = ("gateway", "identity", "tls_ca", "tls_cert", "tls_key", "creds")
+    r.unknown({"servers", "replicas", "heartbeat_seconds", "lease_seconds", *keys})
+    servers = r.strings("servers")
+    if not servers:
+        problems.append('fleet.servers must list the NATS URLs, e.g. ["nats://10.0.0.1:4222"]')
+    for url in servers:
+        if not url.startswith(("nats://", "tls://")) or not _is_host_port_url(url):
+            problems.append(
+                f"fleet.servers: {url!r} must be nats://HOST[:PORT] or tls://HOST[:PORT]"
+            )
+    gateway = r.string("gateway") or socket.gethostname().split(".")[0]
+    if not GATEWAY_NAME.fullmatch(gateway):
+        problems.append(
+            f"fleet.gateway {gateway!r} must be 1-63 letters, digits, '_' or '-' (no dots); "
+            'set gateway = "NAME" in [fleet]'
+        )
+    files = {k: str(path(v)) if (v := r.string(k)) else "" for k in keys[1:]}
+    if bool(files["tls_cert"]) != bool(files["tls_key"]):
+        problems.append("fleet.tls_cert and fleet.tls_key go together: set both or neither")
+    return FleetConfig(
+        servers=servers,
+        gateway=gateway,
+        identity=Path(files["identity"]) if files["identity"] else state / "fleet.identity",
+        tls_ca=files["tls_ca"],
+        tls_cert=files["tls_cert"],
+        tls_key=files["tls_key"],
+        creds=files["creds"],
+        replicas=int(r.number("replicas", 3, minimum=1)),
+        heartbeat_seconds=r.number("heartbeat_seconds", 10, minimum=0.5),
+        lease_seconds=r.number("lease_seconds", 3600, minimum=1),
     )
 
 

@@ -29,7 +29,9 @@ def test_no_warning_before_the_first_threshold():
 def test_crossing_a_threshold_makes_it_due():
     """Reaching 30 days before expiry makes the 30-day threshold due."""
     lt = life(90)
-    assert expiry.warnings_due(lt.not_before, lt.not_after, (30, 7), set(), T0 + 60 * DAY) == ("30",)
+    assert expiry.warnings_due(lt.not_before, lt.not_after, (30, 7), set(), T0 + 60 * DAY) == (
+        "30",
+    )
 
 
 def test_a_warned_threshold_is_not_due_again():
@@ -106,7 +108,9 @@ def test_renewal_starts_when_a_third_is_left():
     """With renew_before_days 0, a 90-day certificate renews 30 days before its end."""
     lt = life(90)
     assert expiry.renewal_point(lt.not_before, lt.not_after, 0) == T0 + 60 * DAY
-    assert not expiry.renewal_due(lt.not_before, lt.not_after, 0, T0 + 60 * DAY - timedelta(seconds=1))
+    assert not expiry.renewal_due(
+        lt.not_before, lt.not_after, 0, T0 + 60 * DAY - timedelta(seconds=1)
+    )
     assert expiry.renewal_due(lt.not_before, lt.not_after, 0, T0 + 60 * DAY)
 
 
@@ -255,7 +259,9 @@ def test_lifetime_reads_the_inventory_format():
 # -- names ------------------------------------------------------------------------------
 def test_renewal_name_carries_the_date():
     """gw renewed on 2026-03-02 becomes gw-renewal-20260302."""
-    assert expiry.renewal_name("gw", datetime(2026, 3, 2, 23, 0, tzinfo=UTC)) == "gw-renewal-20260302"
+    assert (
+        expiry.renewal_name("gw", datetime(2026, 3, 2, 23, 0, tzinfo=UTC)) == "gw-renewal-20260302"
+    )
 
 
 def test_a_renewal_of_a_renewal_does_not_grow_the_name():

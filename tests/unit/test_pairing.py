@@ -69,20 +69,32 @@ def test_the_key_is_taken_from_the_first_source_that_has_it(available: set[KeySo
 
 @pytest.mark.parametrize(
     ("held_certificate", "key_stored", "fate"),
-    [(True, True, Fate.COMPLETES_HELD), (True, False, Fate.COMPLETES_HELD),
-     (False, True, Fate.DUPLICATE), (False, False, Fate.HOLD)],
+    [
+        (True, True, Fate.COMPLETES_HELD),
+        (True, False, Fate.COMPLETES_HELD),
+        (False, True, Fate.DUPLICATE),
+        (False, False, Fate.HOLD),
+    ],
 )
-def test_a_loose_key_completes_a_held_certificate_first(held_certificate: bool, key_stored: bool, fate: Fate) -> None:
+def test_a_loose_key_completes_a_held_certificate_first(
+    held_certificate: bool, key_stored: bool, fate: Fate
+) -> None:
     """A waiting certificate wins; else a stored key makes a duplicate; else the key waits."""
     assert pairing.key_fate(held_certificate=held_certificate, key_stored=key_stored) is fate
 
 
 @pytest.mark.parametrize(
     ("key_stored", "held_certificate", "fate"),
-    [(True, True, Fate.DUPLICATE), (True, False, Fate.DUPLICATE),
-     (False, True, Fate.COMPLETES_HELD), (False, False, Fate.REQUEST)],
+    [
+        (True, True, Fate.DUPLICATE),
+        (True, False, Fate.DUPLICATE),
+        (False, True, Fate.COMPLETES_HELD),
+        (False, False, Fate.REQUEST),
+    ],
 )
-def test_a_csr_with_its_key_is_a_new_request_unless_its_key_is_known(key_stored: bool, held_certificate: bool, fate: Fate) -> None:
+def test_a_csr_with_its_key_is_a_new_request_unless_its_key_is_known(
+    key_stored: bool, held_certificate: bool, fate: Fate
+) -> None:
     """A stored key makes a duplicate; a waiting certificate is completed; else a request."""
     assert pairing.csr_fate(key_stored=key_stored, held_certificate=held_certificate) is fate
 
@@ -91,7 +103,12 @@ def test_request_changes_names_what_the_ca_changed() -> None:
     """A request's fields against the issued certificate: an added SAN is named; unknown
     fields (None) mean no changes."""
     cert = issue("web.example", ec_key(905), sans=["web.example", "extra.example"]).cert
-    asked = {"cn": "web.example", "org": "certdrop tests", "sans": ["web.example"],
-             "key_type": "ec", "key_size": 256}
+    asked = {
+        "cn": "web.example",
+        "org": "certdrop tests",
+        "sans": ["web.example"],
+        "key_type": "ec",
+        "key_size": 256,
+    }
     assert pairing.request_changes(asked, cert) == ["The CA added the SAN 'extra.example'."]
     assert pairing.request_changes(None, cert) == []

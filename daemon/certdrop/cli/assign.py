@@ -32,7 +32,12 @@ def add_parser(sub: Subparsers) -> None:
         """,
     )
     parser.add_argument("name", metavar="NAME", help="the certificate's name in `status`")
-    parser.add_argument("services", metavar="SERVICE", nargs="+", help="[services.NAME] tables")
+    parser.add_argument(
+        "services",
+        metavar="SERVICE",
+        nargs="+",
+        help="[services.NAME] tables; in fleet mode also GATEWAY/SERVICE or */SERVICE",
+    )
     parser.add_argument(
         "--dry-run", action="store_true", help="show what would be written and run; change nothing"
     )
@@ -56,7 +61,8 @@ def assign(config: configuration.Config, args: argparse.Namespace) -> int:
     else:
         for r in results:
             print(f"{safe(r['service'])}: {r['state']}: {safe(r['detail'])}")
-    failed = [r["service"] for r in results if r["state"] != "ok"]
+    # "queued": a decision for other gateways, published for them to deploy and prove.
+    failed = [r["service"] for r in results if r["state"] not in ("ok", "queued")]
     if failed:
         print(
             f"certdrop: {len(failed)} of {len(results)} services did not take "

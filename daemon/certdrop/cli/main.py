@@ -25,6 +25,7 @@ from certdrop.cli import (
     csr,
     delete,
     export,
+    fleet,
     held,
     inspect,
     reload,
@@ -63,6 +64,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     rename.add_parser,
     delete.add_parser,
     completion.add_parser,
+    fleet.add_parser,
 )
 EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a reader that went away
 

@@ -16,6 +16,7 @@ from certdrop.clock import utc_now
 from certdrop.daemon import manage
 from certdrop.daemon.state import Context
 from certdrop.errors import InvalidRequest, UserError
+from certdrop.fleet import commands as fleet
 from certdrop.intake.request import checked_request, create_request, fields_from_args
 from certdrop.pki.names import normal
 from certdrop.renewal import manual
@@ -50,9 +51,16 @@ def csr(ctx: Context, args: dict[str, Any]) -> str:
 
 
 def assign(ctx: Context, args: dict[str, Any]) -> str:
-    """Make ``args["name"]`` the desired certificate of ``args["services"]`` and deploy."""
+    """Make ``args["name"]`` the desired certificate of ``args["services"]`` and deploy.
+    In fleet mode a SERVICE may be GATEWAY/SERVICE or */SERVICE, and every decision is
+    also published."""
     name = _text(args, "name", "a NAME")
     services = _texts(args, "services", "one SERVICE or more")
+    if ctx.config.fleet is not None:
+        found = fleet.run(ctx, lambda node: fleet.assign(ctx, node, name, services))
+        return jsontext.dumps(found)
+    if any("/" in s for s in services):
+        raise UserError("GATEWAY/SERVICE needs fleet mode: add a [fleet] table to the config")
     results = reconcile.assign(ctx, name, services)
     return jsontext.dumps([r.to_json() for r in results])
 
@@ -84,6 +92,21 @@ def renew(ctx: Context, args: dict[str, Any]) -> str:
     return jsontext.dumps(manual.renew(ctx, ctx.renewer, name, utc_now()))
 
 
+def fleet_approve(ctx: Context, args: dict[str, Any]) -> str:
+    gateway = str(args["gateway"])
+    return fleet.run(ctx, lambda node: fleet.approve(ctx, node, gateway))
+
+
+def fleet_revoke(ctx: Context, args: dict[str, Any]) -> str:
+    gateway = str(args["gateway"])
+    return fleet.run(ctx, lambda node: fleet.revoke(ctx, node, gateway))
+
+
+def fleet_status(ctx: Context, args: dict[str, Any]) -> str:
+    """Read-only, but answered by the daemon when it runs: it holds the live view."""
+    return jsontext.dumps(fleet.run(ctx, lambda node: fleet.status(ctx, node)))
+
+
 COMMANDS: Mapping[str, Command] = {
     "csr": csr,
     "assign": assign,
@@ -92,4 +115,7 @@ COMMANDS: Mapping[str, Command] = {
     "unassign": unassign,
     "discard": discard,
     "renew": renew,
+    "fleet_approve": fleet_approve,
+    "fleet_revoke": fleet_revoke,
+    "fleet_status": fleet_status,
 }

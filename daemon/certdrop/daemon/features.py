@@ -15,6 +15,7 @@ from certdrop.clock import utc_now
 from certdrop.daemon.metrics import MetricsEndpoint
 from certdrop.daemon.state import Context
 from certdrop.daemon.worker import Worker
+from certdrop.fleet.node import FleetNode
 from certdrop.intake.rejudge import rejudge
 from certdrop.intake.work import Outcome
 from certdrop.renewal.expiry_check import ExpiryCheck
@@ -111,10 +112,20 @@ class HostnameDeploy:
 
 
 def features(ctx: Context, worker: Worker) -> list[Feature]:
-    """Every feature of ``certdrop run``, in the order their hooks run."""
+    """Every feature of ``certdrop run``, in the order their hooks run. In fleet mode the
+    fleet comes last (it publishes what the others changed) and holds the renewal lease."""
+    if ctx.config.fleet is None:
+        return [
+            TrustRejudge(ctx, worker),
+            HostnameDeploy(ctx, worker),
+            MetricsEndpoint(ctx),
+            ExpiryCheck(ctx, worker),
+        ]
+    node = ctx.fleet = FleetNode(ctx, worker, ctx.config.fleet, ctx.intake)
     return [
         TrustRejudge(ctx, worker),
         HostnameDeploy(ctx, worker),
-        MetricsEndpoint(ctx),
-        ExpiryCheck(ctx, worker),
+        MetricsEndpoint(ctx, fleet=node.status_view),
+        ExpiryCheck(ctx, worker, may_renew=node.may_renew),
+        node,
     ]

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from certdrop import config as configuration
 from certdrop.errors import StateLocked
@@ -18,6 +19,7 @@ from certdrop.intake.pipeline import Intake
 from certdrop.intake.request_toml import on_request
 from certdrop.renewal.renewer import Renewer
 from certdrop.store import context, snapshot
+from certdrop.store import fleet as fleet_tables
 from certdrop.store.eventlog import StatusLogFile, open_log
 from certdrop.store.inventory import Inventory
 from certdrop.store.truststore import TrustStore
@@ -105,6 +107,7 @@ class Context(context.Context):
     intake: Intake
     sink: StatusLogFile | None = None  # the status log's file, for degraded mode
     renewer: Renewer | None = None
+    fleet: Any = None  # the running FleetNode in fleet mode (set by the fleet feature)
 
 
 def open_context(
@@ -119,6 +122,10 @@ def open_context(
     trust = TrustStore(config)
     intake = Intake(config, inventory, log, trust=trust)  # reloads the shared trust store
     intake.on_request = on_request(intake)  # NAME.request.toml drops
+    if config.fleet is not None:
+        fleet_tables.enable(inventory)  # the outbox triggers: same transaction as a change
+    else:
+        fleet_tables.disable(inventory)
     return Context(config, inventory, log, trust, intake, sink), sink
 
 

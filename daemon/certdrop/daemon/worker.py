@@ -223,9 +223,13 @@ class Worker:
 
     def _after_drop(self, outcome: Outcome | None) -> None:
         if outcome is not None:
-            self.changed()
-            for feature in self.features:
-                feature.after_drop(outcome)
+            self.announce(outcome)
+
+    def announce(self, outcome: Outcome) -> None:
+        """Tell every feature what became of a drop (or of a certificate from the fleet)."""
+        self.changed()
+        for feature in self.features:
+            feature.after_drop(outcome)
 
     def write_snapshot(self) -> None:
         self._dirty = False

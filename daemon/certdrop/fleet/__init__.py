@@ -1,5 +1,6 @@
 """Fleet mode: many gateways fed from one drop through NATS JetStream (issue 14).
 
-May import ``certdrop.renewal``, ``certdrop.services``, ``certdrop.intake``,
+Records, crypto, trust and rules here are pure; ``engine`` is the one module that talks
+to NATS. May import ``certdrop.renewal``, ``certdrop.services``, ``certdrop.intake``,
 ``certdrop.store``, ``certdrop.pki`` and the plumbing. Not ``daemon`` or ``cli``.
 """

@@ -144,6 +144,22 @@ class Intake:
         if fault is not None and not os.path.isabs(fault.path):
             fault = StorageFault(os.path.join(self.inbox, fault.path), fault.errno, fault.detail)
         return fault
+    def take_bytes(self, data: bytes, source: str) -> Outcome:
+        """Check pieces that came otherwise than through the inbox (a certificate from the
+        fleet) with the same rules as a drop; recorded, held or rejected, no file kept."""
+        work = Work()
+        try:
+            pieces = assemble.sort_pieces(parse(data, []))
+            with self.inventory.transaction():
+                self.take(pieces, source, work)
+        except Rejection as rejection:
+            return Outcome(source, "rejected", code=rejection.code, reason=rejection.reason)
+        finally:
+            self.pool.settle()
+        for level, event, fields in work.events:
+            getattr(self.log, level)(event, **fields)
+        held_only = work.held and not (work.recorded or work.duplicates)
+        return Outcome(source, "held" if held_only else "accepted", work.recorded)
 
     # -- one drop -------------------------------------------------------------------
     def _process_claimed(self, claim: Claim) -> Outcome | None:

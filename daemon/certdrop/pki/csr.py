@@ -26,8 +26,15 @@ from certdrop.pki.fields import (
 )
 from certdrop.pki.keys import PrivateKey
 
-__all__ = ["RequestFields", "build_csr", "differences", "fields_of", "fields_of_certificate",
-           "generate_key", "subject_of"]
+__all__ = [
+    "RequestFields",
+    "build_csr",
+    "differences",
+    "fields_of",
+    "fields_of_certificate",
+    "generate_key",
+    "subject_of",
+]
 
 
 def generate_key(key_type: str, key_size: int) -> PrivateKey:

@@ -38,8 +38,17 @@ class ExpiryCheck:
     ``on_*``/``after_*`` methods). ``on_start``/``on_stop`` run in the main thread, the
     ticker's calls in its own thread (they only enqueue), the rest on the worker."""
 
-    def __init__(self, ctx: Context, jobs: Jobs, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        jobs: Jobs,
+        clock: Callable[[], datetime] = utc_now,
+        *,
+        may_renew: Callable[[str, str], bool] = lambda name, sha256: True,
+    ) -> None:
         self.ctx = ctx
+        # Fleet mode: only the holder of a certificate's renewal lease renews it.
+        self.may_renew = may_renew
         self.jobs = jobs
         self.clock = clock
         self.ticker: Ticker | None = None
@@ -153,8 +162,9 @@ class ExpiryCheck:
         if not cert.desired:
             return  # still served after a failed deploy, but no longer wanted: not renewed
         if renewal is not None and renewal.open:
-            renewal = self.renewer.advance(renewal, now)
-        elif found.renewal_due:
+            if renewal.state == "running" or self.may_renew(cert.name, cert.sha256):
+                renewal = self.renewer.advance(renewal, now)
+        elif found.renewal_due and self.may_renew(cert.name, cert.sha256):
             renewal = self.renewer.start(cert, found, now)
         if found.overdue and renewal is not None and renewal.state != "completed":
             with ctx.inventory.transaction():

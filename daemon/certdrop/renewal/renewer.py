@@ -224,9 +224,7 @@ class Renewer:
         cert, request = renewal.cert, renewal.request
 
         def done(finished: handoff.Finished) -> None:  # the command's thread
-            self.jobs.submit(
-                "renewal result", lambda: self._attempt_done(cert, request, finished)
-            )
+            self.jobs.submit("renewal result", lambda: self._attempt_done(cert, request, finished))
 
         run = handoff.CommandRun(
             argv, ctx.config.renewal_timeout_seconds, done, name=f"certdrop-renewal {cert}"
@@ -405,5 +403,3 @@ class Renewer:
 def _issued(entry: Entry) -> bool:
     """The request was answered: the entry now holds its certificate."""
     return entry.status != "requested" and entry.cert_pem is not None
-
-

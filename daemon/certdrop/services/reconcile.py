@@ -115,9 +115,17 @@ def checked_assignment(
 
 
 def assign(
-    ctx: Context, name: str, services: Sequence[str], *, by: str = "assign"
+    ctx: Context,
+    name: str,
+    services: Sequence[str],
+    *,
+    by: str = "assign",
+    in_transaction: Callable[[], None] = lambda: None,
 ) -> list[ServiceResult]:
     """Make ``name`` the desired certificate of ``services`` and deploy it to them now.
+
+    ``in_transaction`` runs inside the transaction that records the choice (fleet mode
+    queues the decision in its outbox there, so the two commit together).
 
     Raises UserError (changing nothing) for an unknown certificate or service, a pending
     request, or a pair that is mismatched or out of its validity window.
@@ -129,6 +137,7 @@ def assign(
         for service in wanted:
             ctx.inventory.set_desired(service, name, f"assigned {name}; deploying", at)
         ctx.inventory.sync_usage(set(ctx.config.services))
+        in_transaction()
     for service in wanted:
         ctx.log.info(
             "service.assigned", service=service, certificate=name, sha256=entry.sha256, by=by

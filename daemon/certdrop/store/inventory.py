@@ -540,5 +540,3 @@ class Inventory:
 
     def integrity_ok(self) -> bool:
         return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
-
-

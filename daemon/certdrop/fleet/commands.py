@@ -1,0 +1,211 @@
+"""The fleet's commands: ``assign`` to GATEWAY/SERVICE or */SERVICE, ``fleet approve``,
+``fleet revoke`` and ``fleet status``.
+
+They run where the state is owned: in the daemon (its live view of the fleet) or, with
+the daemon stopped, in the CLI's process through a short :func:`session` with the
+engine. A decision is signed when it is made and queued in the outbox in the same
+transaction as its local effect, so it is published even if the engine is away now.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from certdrop.config import Config
+from certdrop.errors import UserError
+from certdrop.fleet.kv import EngineError
+from certdrop.fleet.node import FleetNode, now_ms
+from certdrop.fleet.records import ALL, BUCKETS, Assignment, Member, SealedKey
+from certdrop.fleet.rules import held_keys, stamp_after
+from certdrop.fleet.trust import cascade
+from certdrop.intake.work import Outcome
+from certdrop.services import reconcile
+from certdrop.store import fleet as tables
+from certdrop.store.context import Context
+
+T = TypeVar("T")
+
+
+class _LocalJobs:
+    """A worker for a CLI session: jobs run on the CLI's thread when it asks."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[Callable[[], object]] = queue.Queue()
+
+    def submit(self, name: str, fn: Callable[[], object]) -> object:
+        self.queue.put(fn)
+        return None
+
+    def changed(self) -> None:
+        pass
+
+    def announce(self, outcome: Outcome) -> None:
+        pass
+
+    def run(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                fn = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            fn()
+
+
+@contextlib.contextmanager
+def session(ctx: Context, config: Config, wait: float = 5.0) -> Iterator[FleetNode]:
+    """A fleet node for one CLI command: the engine's records read once, the outbox
+    published before it ends (what cannot be published waits for ``certdrop run``)."""
+    if config.fleet is None:
+        raise UserError(f"{config.source} has no [fleet] table; fleet commands need one")
+    jobs = _LocalJobs()
+    node = FleetNode(ctx, jobs, config.fleet, intake=None)
+    node.engine.start()
+    try:
+        node.connected_once = node.engine.wait_ready(wait)
+        node._said = node.connected_once
+        if node.connected_once:
+            for bucket in BUCKETS:
+                with contextlib.suppress(EngineError):
+                    node.view.update(node.engine.entries(bucket), node.reject)
+            node.view.recompute(node.reject)
+        yield node
+        if node.connected_once:
+            node.publisher.drain()
+            jobs.run(1.5)
+    finally:
+        node.engine.close()
+
+
+def run(ctx: Context, command: Callable[[FleetNode], T]) -> T:
+    """Run ``command`` with the daemon's node, or with a session when run in-process."""
+    node: FleetNode | None = getattr(ctx, "fleet", None)
+    if node is not None:
+        return command(node)
+    with session(ctx, ctx.config) as made:
+        return command(made)
+
+
+# -- assign -------------------------------------------------------------------------------
+def assign(ctx: Context, node: FleetNode, name: str, targets: list[str]) -> list[dict[str, Any]]:
+    """Decide ``name`` for each target (SERVICE, GATEWAY/SERVICE, */SERVICE); deploy the
+    local ones now and queue every decision for the fleet, in one transaction."""
+    entry = ctx.inventory.entry(name)
+    if entry is None or entry.sha256 is None:
+        raise UserError(f"no certificate named {name!r}; `certdrop status` lists them")
+    decisions = []
+    local: list[str] = []
+    for target in targets:
+        gateway, _, service = target.rpartition("/")
+        gateway = gateway or node.me
+        if gateway != ALL and gateway == node.me and service not in ctx.config.services:
+            raise UserError(f"no service named {service!r} here; `certdrop status` lists them")
+        if gateway == node.me or (gateway == ALL and service in ctx.config.services):
+            local.append(service)
+        record = Assignment(gateway, service, entry.sha256, name[:128])
+        seen = node.view.records["certdrop_assign"].get(record.kv_key())
+        decisions.append(node.sign(record, stamp_after(now_ms(), [seen] if seen else [])))
+    if node.me not in node.view.membership.approved and node.view.membership.founder:
+        raise UserError(f"{node.me} is not approved in the fleet yet; ask an approved gateway")
+
+    def queue_them() -> None:
+        for env in decisions:
+            tables.queue_record(ctx.inventory, env.record.BUCKET, env.record.kv_key(), env.encode())
+            node.view.put_local(env)
+            record = env.record
+            assert isinstance(record, Assignment)
+            if record.service in local:
+                tables.set_applied(ctx.inventory, record.service, env.at, env.by, record.sha256)
+
+    results: list[dict[str, Any]] = []
+    if local:
+        done = reconcile.assign(ctx, name, sorted(set(local)), in_transaction=queue_them)
+        results += [r.to_json() for r in done]
+    else:
+        with ctx.inventory.transaction():
+            queue_them()
+    for env in decisions:
+        decided = env.record
+        assert isinstance(decided, Assignment)
+        if decided.gateway != node.me:
+            results.append(
+                {
+                    "service": f"{record.gateway}/{record.service}",
+                    "certificate": name,
+                    "sha256": entry.sha256,
+                    "state": "queued",
+                    "detail": "decision queued for the fleet; each gateway deploys it and "
+                    "proves it (see `certdrop fleet status`)",
+                    "changed": False,
+                }
+            )
+    node.publisher.drain()
+    return results
+
+
+# -- approve / revoke ---------------------------------------------------------------------
+def approve(ctx: Context, node: FleetNode, gateway: str) -> str:
+    m = node.view.membership
+    if node.me not in m.approved:
+        raise UserError(f"{node.me} is not approved itself, so it cannot approve others")
+    key = m.pending.get(gateway)
+    if key is None:
+        if gateway in m.approved:
+            return f"{gateway} is already approved (by {m.approved_by.get(gateway)})"
+        raise UserError(
+            f"no gateway {gateway!r} asked to join; start certdrop there with this fleet's "
+            "[fleet] servers first (`certdrop fleet status` lists who asked)"
+        )
+    env = node.sign(Member(gateway, key.sign_key, "approved"))
+    with ctx.inventory.transaction():
+        tables.queue_record(ctx.inventory, env.record.BUCKET, env.record.kv_key(), env.encode())
+    node.publisher.drain()
+    return (
+        f"approved {gateway} ({key.fingerprint}); this gateway seals the fleet's keys to it "
+        "once the approval is published"
+    )
+
+
+def revoke(ctx: Context, node: FleetNode, gateway: str) -> str:
+    m = node.view.membership
+    if node.me not in m.approved:
+        raise UserError(f"{node.me} is not approved itself, so it cannot revoke others")
+    if gateway == m.founder:
+        raise UserError(
+            f"{gateway} founded this fleet and is its root of trust; it cannot be revoked"
+        )
+    key = m.approved.get(gateway) or m.pending.get(gateway)
+    if key is None:
+        raise UserError(f"no gateway {gateway!r} in the fleet; `certdrop fleet status` lists them")
+    sealed = node.view.sealed(node.reject)
+    lost = cascade(m, gateway)
+    held = held_keys(gateway, sealed)
+    env = node.sign(Member(gateway, key.sign_key, "revoked"))
+    with ctx.inventory.transaction():
+        tables.queue_record(ctx.inventory, env.record.BUCKET, env.record.kv_key(), env.encode())
+        for key_id in held:  # its sealed copies leave the engine (what it read, it has)
+            tables.queue_delete(
+                ctx.inventory, SealedKey.BUCKET, SealedKey(key_id, gateway, "").kv_key()
+            )
+    node.publisher.drain()
+    certs = node.view.certificates(node.reject)
+    names = sorted(
+        f"{e.record.name} ({sha[:16]}...)"  # type: ignore[attr-defined]
+        for sha, e in certs.items()
+        if e.record.key_id in held  # type: ignore[attr-defined]
+    )
+    text = f"revoked {gateway}; no key is sealed to it from now on.\n"
+    text += f"It held {len(held)} key(s): {', '.join(names) or 'none'}.\n"
+    if names:
+        text += "Those keys may be in its copy: replace these certificates (new keys).\n"
+    if len(lost) > 1:
+        text += f"Approved through it, and so revoked too: {', '.join(lost[1:])}.\n"
+    return text
+
+
+def status(ctx: Context, node: FleetNode) -> dict[str, Any]:
+    return node.status_view()

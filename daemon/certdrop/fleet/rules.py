@@ -1,0 +1,117 @@
+"""The fleet's decision rules, pure: what wins, what to write, who renews. ``now`` is passed in.
+
+The conflict rule (README "Fleet"):
+- One certificate is one fingerprint. A certificate record is keyed by the sha256 of its
+  DER, so two gateways that accept the same certificate write the same key; the first
+  write stands and the second finds it done. A sealed key is likewise one per
+  (key, recipient). Neither is ever overwritten.
+- Every other record is a decision, ordered by ``(at, by, bytes)``: the later stamp wins,
+  a tie goes to the greater gateway name, and a tie of both (one gateway, one
+  millisecond) to the greater canonical bytes. Every reader computes the same winner from
+  the same records, so the fleet converges whatever order the writes arrive in.
+- A gateway stamps a new decision after every decision it has seen for that key
+  (:func:`stamp_after`), so a decision made after seeing another wins even when the
+  deciding gateway's clock is behind.
+- Between ``gw-b/admin-console`` and ``*/admin-console`` the later decision wins on gw-b.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from certdrop.fleet.records import ALL, Assignment, Certificate, Envelope, Lease, SealedKey
+
+Action = Literal["write", "done", "superseded"]
+LEASE_GRACE_MS = 60_000  # how far two gateways' clocks may disagree about a lease's end
+
+
+def order(envelope: Envelope) -> tuple[int, str, bytes]:
+    """The total order of decisions for one key (see the module docstring)."""
+    return (envelope.at, envelope.by, envelope.message())
+
+
+def stamp_after(now_ms: int, seen: Iterable[Envelope]) -> int:
+    """The stamp for a new decision: now, or just after the latest one seen if that is later."""
+    latest = max((e.at for e in seen), default=-1)
+    return max(now_ms, latest + 1)
+
+
+def publish_action(current: Envelope | None, mine: Envelope) -> Action:
+    """What publishing ``mine`` over ``current`` (the verified record there now) means.
+
+    "write": compare-and-swap it in; "done": it (or its equal) is there already;
+    "superseded": a later decision is there, so mine is dropped, not forced in.
+    """
+    if current is None:
+        return "write"
+    if isinstance(mine.record, Certificate | SealedKey):
+        return "done"  # immutable: one fingerprint, one sealed copy per recipient
+    if current.record == mine.record and current.stamp == mine.stamp:
+        return "done"
+    return "write" if order(mine) > order(current) else "superseded"
+
+
+def effective_assignment(
+    gateway: str, service: str, decisions: Iterable[Envelope]
+) -> Envelope | None:
+    """The decision in force for ``service`` on ``gateway``: the latest of those made for
+    that gateway and those made for every gateway (``*``); None when there is none.
+    A winner whose ``sha256`` is None means "unassigned"."""
+    mine = [
+        d
+        for d in decisions
+        if isinstance(d.record, Assignment)
+        and d.record.service == service
+        and d.record.gateway in (gateway, ALL)
+    ]
+    return max(mine, key=order, default=None)
+
+
+@dataclass(frozen=True)
+class LeaseAction:
+    """What to do about a renewal lease: take it ("acquire", "take_over", "extend") with
+    ``expires``, or leave it to ``holder`` ("busy")."""
+
+    kind: Literal["acquire", "extend", "take_over", "busy"]
+    holder: str
+    expires: int
+
+
+def lease_action(
+    current: Envelope | None, me: str, now_ms: int, duration_ms: int, grace_ms: int
+) -> LeaseAction:
+    """Who runs the renewal hand-off now. A lease past its expiry plus ``grace_ms`` (room
+    for clocks that disagree) is free; its holder may extend its own at any time."""
+    ours = LeaseAction("acquire", me, now_ms + duration_ms)
+    if current is None or not isinstance(current.record, Lease):
+        return ours
+    lease = current.record
+    if lease.holder == me:
+        return LeaseAction("extend", me, now_ms + duration_ms)
+    if now_ms > lease.expires + grace_ms:
+        return LeaseAction("take_over", me, now_ms + duration_ms)
+    return LeaseAction("busy", lease.holder, lease.expires)
+
+
+def keys_to_seal(
+    key_ids: Iterable[str], recipients: Iterable[str], sealed: Iterable[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """(key_id, recipient) pairs still to seal: every key to every approved gateway.
+
+    Approval is trust with the fleet's keys: any gateway may be assigned any certificate
+    (``*/SERVICE``, hostname auto-assignment), so each one holds every key, sealed to it.
+    """
+    have = set(sealed)
+    return sorted((k, r) for k in set(key_ids) for r in set(recipients) if (k, r) not in have)
+
+
+def held_keys(recipient: str, sealed: Iterable[tuple[str, str]]) -> list[str]:
+    """The key ids sealed to ``recipient`` (what ``fleet revoke`` reports it held)."""
+    return sorted({k for k, r in sealed if r == recipient})
+
+
+def stale_gateways(last_seen: Mapping[str, int], now_ms: int, after_ms: int) -> list[str]:
+    """Gateways whose last heartbeat is older than ``after_ms``: "not seen for a while"."""
+    return sorted(g for g, at in last_seen.items() if now_ms - at > after_ms)

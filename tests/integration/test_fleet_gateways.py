@@ -1,0 +1,287 @@
+"""Fleet mode end to end: a real 3-node NATS JetStream cluster and real certdrop daemons,
+each with its own state and its own nginx admin console, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from certdrop.fleet.engine import Engine, Settings
+from certdrop.fleet.records import BUCKETS
+from support.daemon import drop
+from support.fleet import HOSTNAME, Fleet, bundle, fleet_of, leaf, serves, wait
+from support.process import need
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture(autouse=True)
+def _binaries() -> None:
+    need("nats-server")
+    need("nginx")
+
+
+def sealed_recipients(fleet: Fleet) -> dict[str, set[str]]:
+    """key_id -> the gateways it is sealed to, read straight from the engine."""
+    engine = Engine(Settings(tuple(fleet.cluster.urls)), BUCKETS)
+    engine.start()
+    try:
+        assert engine.wait_ready(20)
+        found: dict[str, set[str]] = {}
+        for entry in engine.entries("certdrop_keys"):
+            key_id, _, recipient = entry.key.partition(".")
+            found.setdefault(key_id, set()).add(recipient)
+        return found
+    finally:
+        engine.close()
+
+
+def key_id_of(cert_pem: bytes) -> str:
+    from cryptography import x509
+
+    from certdrop.pki.keys import cert_key_id
+
+    found = cert_key_id(x509.load_pem_x509_certificate(cert_pem))
+    assert found is not None
+    return found
+
+
+def secret_fragments(pem: bytes) -> list[bytes]:
+    """Pieces of a private key as they could appear in a file: DER runs, PEM base64 lines."""
+    key = serialization.load_pem_private_key(pem, None)
+    der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    lines = [ln for ln in pem.splitlines() if ln and not ln.startswith(b"-----")]
+    chunks = [der[i : i + 24] for i in range(0, len(der) - 24, 24)]
+    return [*chunks, *lines[1:], base64.b64encode(der)[8:40]]
+
+
+def test_one_drop_is_proven_on_every_gateway_even_when_the_stream_leader_dies(tmp_path: Path) -> None:
+    """A drop on A is deployed by hostname and proven served on B and C, while the leader
+    of the certificates stream is killed right after the drop; the engine's stored bytes
+    then hold the certificate but no byte of its private key."""
+    with fleet_of(tmp_path, ["gw-a", "gw-b", "gw-c"]) as (fleet, (a, b, c)):
+        cert = leaf(1, HOSTNAME)
+        drop(a.daemon.inbox, "console.pem", bundle(cert))
+        leader = fleet.cluster.stream_leader("KV_certdrop_certs")
+        assert leader is not None
+        fleet.cluster.node(leader).kill()
+        for gw in (a, b, c):
+            wait(f"{gw.name} serves the new certificate", lambda g=gw: serves(g.url, cert.sha256), 60)
+        status = c.fleet_status()
+        proven = {(s["gateway"], s["service"]): s["proven"] for s in status["services"]}
+        wait(
+            "every gateway's proof is published",
+            lambda: all(
+                s["proven"] == cert.sha256 for s in c.fleet_status()["services"]
+            ) and len(c.fleet_status()["services"]) == 3,
+            30,
+        )
+        received = b.events("fleet.certificate_received")
+        assert [e["origin"] for e in received] == ["gw-a"] and received[0]["sha256"] == cert.sha256
+        assert proven  # the status lists services of other gateways, each naming its gateway
+        assert {g["gateway"] for g in status["gateways"]} == {"gw-a", "gw-b", "gw-c"}
+
+        fleet.cluster.node(leader).start()
+        fleet.cluster.node(leader).wait_healthy()
+        stored = b"".join(p.read_bytes() for p in fleet.cluster.store_files())
+        cert_line = cert.pem.splitlines()[3]
+        assert cert_line in stored  # the scan sees what the engine holds...
+        leaks = [f for f in secret_fragments(cert.key_pem()) if f in stored]
+        assert leaks == []  # ...and no private key is among it
+
+
+def test_assign_star_from_b_reaches_all_unapproved_gets_nothing_revoked_no_more(tmp_path: Path) -> None:
+    """`assign NAME '*/admin-console'` on B deploys on A, B and C; a gateway nobody
+    approved never has a key sealed to it; after `fleet revoke gw-c` a new certificate's
+    key is sealed to A and B only and C never receives it."""
+    with fleet_of(tmp_path, ["gw-a", "gw-b", "gw-c"]) as (fleet, (a, b, c)):
+        stranger = fleet.gateway("gw-d")
+        wait("gw-d asks to join", lambda: any(g["gateway"] == "gw-d" for g in a.fleet_status()["gateways"]))
+        other = leaf(2, "other.fleet.test")  # no hostname rule picks this one
+        drop(b.daemon.inbox, "other.pem", bundle(other))
+        b.daemon.wait_for("drop.accepted", file="other.pem")
+        wait("A and C have it", lambda: a.has(other.sha256) and c.has(other.sha256))
+        out = b.cli("assign", "other", "*/admin-console")
+        assert "admin-console: ok" in out.stdout and "*/admin-console: queued" in out.stdout
+        for gw in (a, b, c):
+            wait(f"{gw.name} serves it", lambda g=gw: serves(g.url, other.sha256), 60)
+        assert not serves(stranger.url, other.sha256)
+        assert not stranger.has(other.sha256)
+        recipients = sealed_recipients(fleet)
+        assert recipients[key_id_of(other.pem)] == {"gw-a", "gw-c"}  # B has it: it is B's
+        assert all("gw-d" not in r for r in recipients.values())
+
+        told = a.cli("fleet", "revoke", "gw-c").stdout
+        assert "revoked gw-c" in told and "other (" in told and "held 1 key" in told
+        wait("C's sealed copies are gone", lambda: all("gw-c" not in r for r in sealed_recipients(fleet).values()))
+        newer = leaf(3, HOSTNAME)
+        drop(a.daemon.inbox, "newer.pem", bundle(newer))
+        wait("B serves the newer one", lambda: serves(b.url, newer.sha256), 60)
+        time.sleep(3)  # heartbeats and watches have long delivered by now
+        assert sealed_recipients(fleet)[key_id_of(newer.pem)] == {"gw-b"}
+        assert not c.has(newer.sha256) and not stranger.has(newer.sha256)
+        states = {g["gateway"]: g["approved"] for g in a.fleet_status()["gateways"]}
+        assert states == {"gw-a": "approved", "gw-b": "approved", "gw-c": "revoked", "gw-d": "pending"}
+
+
+def test_two_nats_nodes_down_drops_still_deploy_and_everyone_converges(tmp_path: Path) -> None:
+    """With two of three NATS nodes stopped each gateway still accepts and deploys its own
+    drops; a gateway stopped meanwhile catches up at start; all converge after."""
+    with fleet_of(tmp_path, ["gw-a", "gw-b", "gw-c"]) as (fleet, (a, b, c)):
+        c.daemon.stop()
+        n2, n3 = fleet.cluster.nodes[1], fleet.cluster.nodes[2]
+        n2.stop()
+        n3.stop()
+        first = leaf(4, HOSTNAME)
+        drop(a.daemon.inbox, "first.pem", bundle(first))
+        wait("A deploys alone", lambda: serves(a.url, first.sha256), 30)
+        second = leaf(5, "second.fleet.test")
+        drop(b.daemon.inbox, "second.pem", bundle(second))
+        b.daemon.wait_for("drop.accepted", file="second.pem")
+        assert not serves(b.url, first.sha256)
+        queued = json.loads(a.cli("fleet", "status", "--json").stdout)["outbox"]
+        assert queued >= 1  # the certificate and the service state wait in A's outbox
+
+        n2.start()
+        n3.start()
+        n2.wait_healthy()
+        n3.wait_healthy()
+        c.daemon.start(timeout=30)
+        for gw in (a, b, c):
+            wait(f"{gw.name} serves the first", lambda g=gw: serves(g.url, first.sha256), 90)
+        wait("everyone has the second", lambda: all(g.has(second.sha256) for g in (a, b, c)), 60)
+        wait("A's outbox drained", lambda: a.fleet_status()["outbox"] == 0, 30)
+
+
+def test_a_renewal_runs_once_and_lands_on_every_gateway(tmp_path: Path) -> None:
+    """A certificate due for renewal on three gateways is renewed once, by the gateway
+    that took the lease, through lego at pebble; the renewed certificate replaces the old
+    one on all three and the fleet's decision names the new one."""
+    need("lego")
+    import datetime as dt
+
+    from support.daemon import ROOT as CHECKOUT
+    from support.fleet import INTERMEDIATE
+    from support.pebble import Pebble
+    from support.pkitools import ec_key, issue
+    from support.process import LOOPBACK, free_port
+
+    now = dt.datetime.now(dt.UTC)
+    old = issue(
+        "renew.fleet.test", ec_key(760), INTERMEDIATE, sans=["renew.fleet.test"],
+        not_before=now - dt.timedelta(minutes=4), not_after=now + dt.timedelta(minutes=2),
+    )  # fmt: skip
+    lego = CHECKOUT / "deploy" / "renew" / "lego-csr.sh"
+    with Pebble(tmp_path / "pebble") as pebble:
+        renewal = (
+            "[expiry]\ncheck_interval_seconds = 1\n"
+            f'[renewal]\ncommand = {json.dumps([str(lego), "{csr}", "{name}", "{inbox}"])}\n'
+            "timeout_seconds = 60\n"
+        )
+
+        def env() -> dict[str, str]:
+            return {
+                **pebble.lego_env(),
+                "LEGO_EMAIL": "pki@example.test",
+                "LEGO_SERVER": pebble.directory_url,
+                "LEGO_HTTP_PORT": f"{LOOPBACK}:{free_port()}",
+            }
+
+        with Fleet(tmp_path / "fleet") as fleet:
+            fleet.roots_pem.write_bytes(fleet.roots_pem.read_bytes() + pebble.root_pem())
+            a = fleet.gateway("gw-a", hostname="", extra_config=renewal, env=env())
+            a.daemon.wait_for("fleet.founder_pinned", founder="gw-a", timeout=30)
+            b = fleet.gateway("gw-b", hostname="", extra_config=renewal, env=env())
+            c = fleet.gateway("gw-c", hostname="", extra_config=renewal, env=env())
+            fleet.approved(a, "gw-b", "gw-c")
+            drop(a.daemon.inbox, "renew.pem", old.pem + INTERMEDIATE.pem + old.key_pem())
+            a.daemon.wait_for("drop.accepted", file="renew.pem")
+            wait("B and C have it", lambda: b.has(old.sha256) and c.has(old.sha256))
+            a.cli("assign", "renew", "*/admin-console")
+            gateways = (a, b, c)
+            done = None
+            deadline = time.monotonic() + 90
+            while done is None and time.monotonic() < deadline:
+                found = [e for g in gateways for e in g.events("renewal.completed")]
+                done = found[0] if found else None
+                time.sleep(0.2)
+            assert done is not None, "no gateway completed the renewal"
+            new_sha = done["sha256"]
+            for gw in gateways:
+                wait(f"{gw.name} serves the renewed one", lambda g=gw: serves(g.url, new_sha), 60)
+            started = [g.name for g in gateways for _ in g.events("renewal.started")]
+            assert len(started) == 1, started  # once, on one gateway
+            holder = started[0]
+            leases = [g.name for g in gateways for _ in g.events("fleet.lease_taken")]
+            assert leases == [holder]
+            others = [g for g in gateways if g.name != holder]
+            for gw in others:
+                got = gw.events("fleet.certificate_received")
+                assert any(e["sha256"] == new_sha and e["origin"] == holder for e in got)
+            wait(
+                "the fleet's decision names the renewed certificate",
+                lambda: all(
+                    s["fleet_desired"] == new_sha and s["proven"] == new_sha
+                    for s in b.fleet_status()["services"]
+                ),
+                30,
+            )
+
+
+def metrics(port: int) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        return reply.read().decode()
+
+
+def test_with_the_engine_gone_a_gateway_says_so_once_and_catches_up(tmp_path: Path) -> None:
+    """All NATS nodes stopped: A logs fleet.disconnected once (not per retry), still
+    deploys its own drop, its metrics say disconnected with changes waiting; it logs
+    fleet.connected when the nodes are back and B gets the drop. `fleet status` works
+    in-process with B's daemon stopped."""
+    from support.process import free_port
+
+    port = free_port()
+    with Fleet(tmp_path) as fleet:
+        a = fleet.gateway("gw-a", extra_config=f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+        a.daemon.wait_for("fleet.founder_pinned", founder="gw-a", timeout=30)
+        b = fleet.gateway("gw-b")
+        fleet.approved(a, "gw-b")
+        wait("metrics say connected", lambda: "certdrop_fleet_engine_connected 1" in metrics(port))
+        for node in fleet.cluster.nodes:
+            node.stop()
+        a.daemon.wait_for("fleet.disconnected", timeout=30)
+        time.sleep(1)
+        said = len(a.events("fleet.disconnected"))  # per node that went, while others were up
+        cert = leaf(6, HOSTNAME)
+        drop(a.daemon.inbox, "alone.pem", bundle(cert))
+        wait("A deploys alone", lambda: serves(a.url, cert.sha256), 30)
+        # The page is rendered when the worker is done with the drop (after the proof).
+        wait("metrics show the changes waiting", lambda: "certdrop_fleet_outbox_records 0" not in metrics(port), 15)
+        assert "certdrop_fleet_engine_connected 0" in metrics(port)
+        time.sleep(4)  # several reconnect attempts happen meanwhile
+        assert len(a.events("fleet.disconnected")) == said  # not once per retry
+        for node in fleet.cluster.nodes:
+            node.start()
+        for node in fleet.cluster.nodes:
+            node.wait_healthy()
+        a.daemon.wait_for("fleet.connected", timeout=60, since_start=True)
+        wait("B serves A's drop", lambda: serves(b.url, cert.sha256), 90)
+        wait("metrics say connected again", lambda: "certdrop_fleet_engine_connected 1" in metrics(port), 30)
+        changes = [e["event"] for e in a.daemon.events() if e["event"] in ("fleet.connected", "fleet.disconnected")]
+        assert changes[0] == "fleet.connected" and changes[-1] == "fleet.connected"
+        assert all(x != y for x, y in itertools.pairwise(changes))  # changes only, no repeats
+        b.daemon.stop()
+        report = b.fleet_status()  # no daemon: the CLI reads the engine itself
+        assert report["engine_connected"] is True
+        assert {g["gateway"] for g in report["gateways"]} == {"gw-a", "gw-b"}
+        assert any(s["gateway"] == "gw-a" and s["proven"] == cert.sha256 for s in report["services"])

@@ -1,0 +1,113 @@
+"""The fleet outbox in the real inventory: a change and its outbox row commit together,
+a rolled-back change leaves none, and a single gateway queues nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from certdrop import config as configuration
+from certdrop.daemon import state
+from certdrop.store import fleet as tables
+from support.daemon import drop
+from support.fleet import INTERMEDIATE, ROOT, bundle, leaf
+
+
+def open_gateway(tmp_path: Path, fleet: bool) -> tuple[state.Context, object]:
+    (tmp_path / "roots.pem").write_bytes(ROOT.pem)
+    text = 'inbox = "inbox"\nstate = "state"\n[trust]\nca_bundle = "roots.pem"\n'
+    if fleet:
+        text += '[fleet]\nservers = ["nats://127.0.0.1:1"]\ngateway = "gw-a"\n'
+    (tmp_path / "certdrop.toml").write_text(text)
+    config = configuration.load(tmp_path / "certdrop.toml", tmp_path)
+    state.prepare_folders(config)
+    return state.open_context(config)
+
+
+def test_an_accepted_drop_and_its_outbox_row_commit_together(tmp_path: Path) -> None:
+    """A drop recorded in fleet mode leaves exactly its certificate in the outbox; a
+    rejected drop leaves nothing."""
+    ctx, sink = open_gateway(tmp_path, fleet=True)
+    try:
+        cert = leaf(40, "a.fleet.test")
+        drop(ctx.config.inbox, "a.pem", bundle(cert))
+        assert ctx.intake.process("a.pem").result == "accepted"
+        drop(ctx.config.inbox, "bad.pem", b"not a certificate")
+        assert ctx.intake.process("bad.pem").result == "rejected"
+        rows = tables.pending(ctx.inventory)
+        assert [(r.kind, r.ref) for r in rows] == [("certificate", cert.sha256)]
+    finally:
+        ctx.inventory.close()
+        sink.close()  # type: ignore[attr-defined]
+
+
+def test_a_changed_service_replaces_its_row_with_a_newer_one(tmp_path: Path) -> None:
+    """Each service change queues the service once; a later change gets a new id, so a
+    publish of the older state that finishes late removes nothing."""
+    ctx, sink = open_gateway(tmp_path, fleet=True)
+    try:
+        with ctx.inventory.transaction():
+            ctx.inventory.set_desired("web", "a", "deploying", "2026-01-01T00:00:00Z")
+        first = tables.pending(ctx.inventory)
+        with ctx.inventory.transaction():
+            ctx.inventory.set_service_state("web", "ok", "proven", "2026-01-01T00:00:01Z", "ab")
+        second = tables.pending(ctx.inventory)
+        assert [(r.kind, r.ref) for r in first] == [("service", "web")]
+        assert [(r.kind, r.ref) for r in second] == [("service", "web")]
+        assert second[0].id > first[0].id
+        with ctx.inventory.transaction():
+            tables.done(ctx.inventory, [first[0].id])  # the late publish of the old state
+        assert tables.pending(ctx.inventory) == second
+    finally:
+        ctx.inventory.close()
+        sink.close()  # type: ignore[attr-defined]
+
+
+def test_a_rolled_back_change_leaves_no_outbox_row(tmp_path: Path) -> None:
+    """When the transaction of a change fails, its outbox row goes with it."""
+    ctx, sink = open_gateway(tmp_path, fleet=True)
+    try:
+        with pytest.raises(RuntimeError), ctx.inventory.transaction():
+            ctx.inventory.set_desired("web", "a", "deploying", "2026-01-01T00:00:00Z")
+            raise RuntimeError("crash in the middle")
+        assert tables.pending(ctx.inventory) == []
+    finally:
+        ctx.inventory.close()
+        sink.close()  # type: ignore[attr-defined]
+
+
+def test_a_single_gateway_queues_nothing(tmp_path: Path) -> None:
+    """Without [fleet] (even after fleet mode was on) no change is queued."""
+    ctx, sink = open_gateway(tmp_path, fleet=True)
+    ctx.inventory.close()
+    sink.close()  # type: ignore[attr-defined]
+    ctx, sink = open_gateway(tmp_path, fleet=False)
+    try:
+        drop(ctx.config.inbox, "b.pem", leaf(41, "b.fleet.test").pem + INTERMEDIATE.pem + leaf(41, "b.fleet.test").key_pem())
+        assert ctx.intake.process("b.pem").result == "accepted"
+        assert tables.pending(ctx.inventory) == []
+    finally:
+        ctx.inventory.close()
+        sink.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["fleet", "status"], "has no [fleet] table"),
+        (["fleet", "approve", "gw-b"], "has no [fleet] table"),
+        (["assign", "x", "gw-b/web"], "GATEWAY/SERVICE needs fleet mode"),
+    ],
+)
+def test_fleet_commands_without_fleet_mode_say_why(tmp_path: Path, args: list[str], message: str) -> None:
+    """Fleet commands on a single gateway exit 1 with one line naming the fix, no traceback."""
+    (tmp_path / "certdrop.toml").write_text('inbox = "inbox"\nstate = "state"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "certdrop", "--config", str(tmp_path / "certdrop.toml"), *args],
+        capture_output=True, text=True, timeout=60, env={**os.environ}, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
