@@ -113,6 +113,23 @@ def test_a_member_runs_status_and_check(setup: Setup) -> None:
     assert out.startswith("CERTDROP OK - 1 certificate(s) in use, web expires in ")
 
 
+def test_a_member_runs_show_from_the_snapshot(setup: Setup) -> None:
+    """`show` by a member gives the certificate object of status.json and its services,
+    and says where it came from; an unknown name is one line and exit 1."""
+    code, out, err = setup.certdrop("show", "web", "--json")
+    assert (code, err) == (0, ""), out
+    data = json.loads(out)
+    root = json.loads(setup.daemon.cli("show", "web", "--json").stdout)
+    for key in ("name", "status", "subject", "sans", "sha256", "not_after", "trusted"):
+        assert data[key] == root[key], key
+    assert [d["service"] for d in data["deployments"]] == [d["service"] for d in root["deployments"]]
+    assert "status.json" in data["source"] and data["events"] == []
+    code, out, err = setup.certdrop("show", "web")
+    assert code == 0 and out.startswith("web (in_use)") and "status.json" in out
+    code, out, err = setup.certdrop("show", "nothing-here")
+    assert (code, out) == (1, "") and err.count("\n") == 1 and "no certificate named" in err
+
+
 def test_a_member_may_not_change_anything(setup: Setup) -> None:
     """Through the control socket a member may ask health only: `reload` is refused by
     the daemon (it reads the caller's uid from the kernel); `csr` fails on the state

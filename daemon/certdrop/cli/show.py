@@ -10,6 +10,7 @@ certificate object of ``status --json`` plus ``chain``, ``trust``, ``sans_unicod
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import datetime
 from typing import Any
@@ -59,8 +60,12 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def run_show(config: configuration.Config, args: argparse.Namespace) -> int:
-    with reading(config) as inventory:
-        data = describe(config, inventory, args.name, utc_now())
+    database = config.state / "inventory.sqlite3"
+    if database.exists() and not os.access(database, os.R_OK):
+        data = from_snapshot(config, args.name)  # a state_group monitor: status.json only
+    else:
+        with reading(config) as inventory:
+            data = describe(config, inventory, args.name, utc_now())
     if args.json:
         print_json(data)
     else:
@@ -90,6 +95,55 @@ def describe(
     data["events"] = recent(
         config.status_log, lambda e: any(e.get(k) == entry.name for k in NAME_FIELDS)
     )
+    return data
+
+
+def from_snapshot(config: configuration.Config, name: str) -> dict[str, Any]:
+    """What status.json (group-readable for ``state_group``) tells of ``name``: the
+    certificate object and its services; the chain, renewal and events stay with the
+    root-only database and status log, and ``source`` says so."""
+    try:
+        status = snapshot.read_json(config.status_json)
+    except FileNotFoundError:
+        raise UserError(
+            f"{config.state / 'inventory.sqlite3'} is root-only and {config.status_json} "
+            "does not exist yet; run as root, or start the daemon once"
+        ) from None
+    except ValueError as exc:
+        raise UserError(f"{config.status_json} cannot be read: {exc}") from None
+    wanted = normal(name)
+    found = [c for c in status.get("certificates", []) if c.get("name") == wanted]
+    if not found:
+        raise UserError(f"no certificate named {name!r}; `certdrop status` lists the names")
+    data: dict[str, Any] = dict(found[0])
+    data["sans_unicode"] = [domains.to_unicode(s) for s in data.get("sans", [])]
+    data["chain"] = []
+    trusted = bool(data.get("trusted"))
+    data["trust"] = {
+        "trusted": trusted,
+        "root": None,
+        "reason": "as last judged" if trusted else data.get("trust_detail", ""),
+    }
+    data["deployments"] = [
+        {
+            "service": s["name"],
+            "role": s.get("role"),
+            "hostname": None,
+            "hostname_unicode": None,
+            "wants": s.get("certificate") == wanted,
+            "serves": bool(s.get("sha256")) and s.get("sha256") == data.get("sha256"),
+            "state": s.get("state"),
+            "detail": s.get("detail"),
+            "updated": None,
+            "files": [],
+            "probe": None,
+        }
+        for s in status.get("services", [])
+        if s.get("certificate") == wanted
+        or (s.get("sha256") and s.get("sha256") == data.get("sha256"))
+    ]
+    data.update(renewal=None, renewed_by=None, csr=None, events=[])
+    data["source"] = f"{config.status_json} (the database and status log are root-only)"
     return data
 
 
@@ -163,6 +217,8 @@ def _renewal(r: ledger.Renewal) -> dict[str, Any]:
 def render(d: dict[str, Any]) -> str:
     """``show`` for a person: one labelled line per fact, then the lists."""
     lines = [f"{safe(d['name'])} ({d['status']})"]
+    if d.get("source"):
+        lines.append(f"  from {safe(d['source'])}")
 
     def fact(label: str, value: object) -> None:
         lines.append(f"  {label:<12} {safe(value)}")

@@ -57,26 +57,12 @@ def assign(ctx: Context, args: dict[str, Any]) -> str:
     name = _text(args, "name", "a NAME")
     services = _texts(args, "services", "one SERVICE or more")
     if ctx.config.fleet is not None:
-        return jsontext.dumps(fleet.run(ctx, lambda node: fleet.assign(ctx, node, name, services)))
+        found = fleet.run(ctx, lambda node: fleet.assign(ctx, node, name, services))
+        return jsontext.dumps(found)
     if any("/" in s for s in services):
         raise UserError("GATEWAY/SERVICE needs fleet mode: add a [fleet] table to the config")
     results = reconcile.assign(ctx, name, services)
     return jsontext.dumps([r.to_json() for r in results])
-
-
-def fleet_approve(ctx: Context, args: dict[str, Any]) -> str:
-    gateway = _text(args, "gateway", "a GATEWAY")
-    return fleet.run(ctx, lambda node: fleet.approve(ctx, node, gateway))
-
-
-def fleet_revoke(ctx: Context, args: dict[str, Any]) -> str:
-    gateway = _text(args, "gateway", "a GATEWAY")
-    return fleet.run(ctx, lambda node: fleet.revoke(ctx, node, gateway))
-
-
-def fleet_status(ctx: Context, args: dict[str, Any]) -> str:
-    """Read-only, but answered by the daemon when it runs: it holds the live view."""
-    return jsontext.dumps(fleet.run(ctx, lambda node: fleet.status(ctx, node)))
 
 
 def rename(ctx: Context, args: dict[str, Any]) -> str:
@@ -106,15 +92,30 @@ def renew(ctx: Context, args: dict[str, Any]) -> str:
     return jsontext.dumps(manual.renew(ctx, ctx.renewer, name, utc_now()))
 
 
+def fleet_approve(ctx: Context, args: dict[str, Any]) -> str:
+    gateway = str(args["gateway"])
+    return fleet.run(ctx, lambda node: fleet.approve(ctx, node, gateway))
+
+
+def fleet_revoke(ctx: Context, args: dict[str, Any]) -> str:
+    gateway = str(args["gateway"])
+    return fleet.run(ctx, lambda node: fleet.revoke(ctx, node, gateway))
+
+
+def fleet_status(ctx: Context, args: dict[str, Any]) -> str:
+    """Read-only, but answered by the daemon when it runs: it holds the live view."""
+    return jsontext.dumps(fleet.run(ctx, lambda node: fleet.status(ctx, node)))
+
+
 COMMANDS: Mapping[str, Command] = {
     "csr": csr,
     "assign": assign,
-    "fleet_approve": fleet_approve,
-    "fleet_revoke": fleet_revoke,
-    "fleet_status": fleet_status,
     "rename": rename,
     "delete": delete,
     "unassign": unassign,
     "discard": discard,
     "renew": renew,
+    "fleet_approve": fleet_approve,
+    "fleet_revoke": fleet_revoke,
+    "fleet_status": fleet_status,
 }

@@ -1,5 +1,7 @@
-"""The fleet's view as Prometheus metrics in fleet mode: one prometheus_client collector
-registered beside the snapshot's, fed the ``fleet status`` report by the worker::
+"""The fleet's view as Prometheus metrics, added to ``/metrics`` in fleet mode. Pure.
+
+Kept apart from :mod:`certdrop.daemon.metrics` so the fleet adds one function to the page
+whatever renders the rest::
 
     certdrop_fleet_engine_connected                   1 when this gateway reaches NATS
     certdrop_fleet_outbox_records                     changes waiting to be published
@@ -10,7 +12,7 @@ registered beside the snapshot's, fed the ``fleet status`` report by the worker:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,14 +23,14 @@ STATES = ("approved", "pending", "revoked")
 PROBLEMS = ("not_received", "not_proven", "not_seen", "pending_approval")
 
 
-def families(report: Mapping[str, Any]) -> Iterator[Metric]:
-    """The metric families of a ``fleet status`` report. Pure."""
-    yield GaugeMetricFamily(
+def fleet_families(report: Mapping[str, Any]) -> list[Metric]:
+    """The metric families of a ``fleet status`` report."""
+    connected = GaugeMetricFamily(
         "certdrop_fleet_engine_connected",
         "1 while this gateway is connected to the fleet engine (NATS), else 0.",
         value=float(bool(report.get("engine_connected"))),
     )
-    yield GaugeMetricFamily(
+    outbox = GaugeMetricFamily(
         "certdrop_fleet_outbox_records",
         "Changes recorded here and not yet published to the fleet.",
         value=float(report.get("outbox", 0)),
@@ -46,12 +48,10 @@ def families(report: Mapping[str, Any]) -> Iterator[Metric]:
     )
     for g in gateways:
         for state in STATES:
-            approved.add_metric([g["gateway"], state], float(g["approved"] == state))
+            approved.add_metric([str(g["gateway"]), state], float(g["approved"] == state))
         if g.get("last_seen"):
             when = datetime.strptime(g["last_seen"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-            seen.add_metric([g["gateway"]], when.timestamp())
-    yield approved
-    yield seen
+            seen.add_metric([str(g["gateway"])], when.timestamp())
     problems = [d["problem"] for d in report.get("disagreements", [])]
     disagree = GaugeMetricFamily(
         "certdrop_fleet_disagreements",
@@ -60,25 +60,19 @@ def families(report: Mapping[str, Any]) -> Iterator[Metric]:
     )
     for p in PROBLEMS:
         disagree.add_metric([p], float(problems.count(p)))
-    yield disagree
+    return [connected, outbox, approved, seen, disagree]
 
 
-class FleetCollector:
-    """A collector over the last report the worker handed over (replaced whole)."""
+class _Families:
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
 
-    def __init__(self) -> None:
-        self.report: Mapping[str, Any] | None = None
-
-    def collect(self) -> Iterator[Metric]:
-        report = self.report
-        if report is not None:
-            yield from families(report)
+    def collect(self) -> list[Metric]:
+        return self.families
 
 
 def render_fleet(report: Mapping[str, Any]) -> str:
-    """The text exposition of a report (for tests and a quick look)."""
-    collector = FleetCollector()
-    collector.report = report
-    registry = CollectorRegistry()
-    registry.register(collector)
+    """The fleet's families in the text exposition format (as ``/metrics`` shows them)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(fleet_families(report)))
     return generate_latest(registry).decode()

@@ -33,7 +33,7 @@ import gzip
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,7 +49,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 
 from certdrop import __version__
-from certdrop.daemon.fleet_metrics import FleetCollector
+from certdrop.daemon.fleet_metrics import fleet_families
 from certdrop.intake.work import Outcome
 from certdrop.pki import expiry
 from certdrop.renewal.report import policy_of
@@ -92,6 +92,7 @@ class Numbers:
     renewal_failures: Mapping[str, int]
     held: int
     taken: float
+    extra: tuple[Metric, ...] = ()  # families of other parts (the fleet's view)
 
 
 def _epoch(iso: str | None) -> datetime | None:
@@ -110,6 +111,7 @@ def numbers(
     renewal_failures: Mapping[str, int],
     policy: expiry.Policy,
     taken: float,
+    extra: Iterable[Metric] = (),
 ) -> Numbers:
     """The numbers of a status snapshot plus the inventory's counts. Pure."""
     certs: list[CertRow] = []
@@ -152,6 +154,7 @@ def numbers(
         renewal_failures=dict(renewal_failures),
         held=len(status.get("held", [])),
         taken=taken,
+        extra=tuple(extra),
     )
 
 
@@ -246,6 +249,7 @@ class SnapshotCollector:
         n = self.numbers
         if n is not None:
             yield from families(n)
+            yield from n.extra
 
 
 def registry_for(collector: SnapshotCollector) -> CollectorRegistry:
@@ -371,13 +375,9 @@ class MetricsEndpoint:
 
     def __init__(self, ctx: Context, fleet: Callable[[], Mapping[str, Any]] | None = None) -> None:
         self.ctx = ctx
+        self.fleet = fleet  # fleet mode: the fleet's report, served as its own families
         self.collector = SnapshotCollector()
         self.pages = Pages(self.collector)
-        # Fleet mode: the fleet's report, as its own families beside the snapshot's.
-        self.fleet = fleet
-        self.fleet_collector = FleetCollector()
-        if fleet is not None:
-            self.pages.snapshot.register(self.fleet_collector)
         self.running: list[Endpoint] = []
 
     def _start(self, listen: str) -> None:
@@ -399,8 +399,6 @@ class MetricsEndpoint:
     def _publish(self) -> None:
         if self.running:  # the whole snapshot costs memory: build it only to serve it
             ctx = self.ctx
-            if self.fleet is not None:  # before the numbers: a new numbers object re-encodes
-                self.fleet_collector.report = self.fleet()
             self.collector.publish(
                 numbers(
                     snapshot.snapshot(ctx.config, ctx.inventory),
@@ -408,6 +406,7 @@ class MetricsEndpoint:
                     ledger.failures(ctx.inventory),
                     policy_of(ctx.config),
                     time.time(),
+                    fleet_families(self.fleet()) if self.fleet is not None else (),
                 )
             )
 

@@ -138,12 +138,18 @@ class Intake:
             raise self._fault(exc) or exc from None
         return None if claim is None else self._process_claimed(claim)
 
+    def _fault(self, exc: BaseException) -> StorageFault | None:
+        """The storage fault behind ``exc``, naming a path a person can look at."""
+        fault = storage_fault(exc, str(self.inbox), str(self.inventory.path))
+        if fault is not None and not os.path.isabs(fault.path):
+            fault = StorageFault(os.path.join(self.inbox, fault.path), fault.errno, fault.detail)
+        return fault
     def take_bytes(self, data: bytes, source: str) -> Outcome:
         """Check pieces that came otherwise than through the inbox (a certificate from the
         fleet) with the same rules as a drop; recorded, held or rejected, no file kept."""
         work = Work()
         try:
-            pieces = assemble.sort_pieces(parse(data, [], self.config.limits))
+            pieces = assemble.sort_pieces(parse(data, []))
             with self.inventory.transaction():
                 self.take(pieces, source, work)
         except Rejection as rejection:
@@ -154,13 +160,6 @@ class Intake:
             getattr(self.log, level)(event, **fields)
         held_only = work.held and not (work.recorded or work.duplicates)
         return Outcome(source, "held" if held_only else "accepted", work.recorded)
-
-    def _fault(self, exc: BaseException) -> StorageFault | None:
-        """The storage fault behind ``exc``, naming a path a person can look at."""
-        fault = storage_fault(exc, str(self.inbox), str(self.inventory.path))
-        if fault is not None and not os.path.isabs(fault.path):
-            fault = StorageFault(os.path.join(self.inbox, fault.path), fault.errno, fault.detail)
-        return fault
 
     # -- one drop -------------------------------------------------------------------
     def _process_claimed(self, claim: Claim) -> Outcome | None:
