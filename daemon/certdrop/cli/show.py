@@ -19,6 +19,7 @@ from cryptography import x509
 
 from certdrop import config as configuration
 from certdrop.cli.common import Subparsers, add_json, command, print_json
+from certdrop.cli.status import read_snapshot
 from certdrop.cli.table import clip, safe
 from certdrop.clock import iso, utc_now
 from certdrop.daemon.state import reading
@@ -102,15 +103,7 @@ def from_snapshot(config: configuration.Config, name: str) -> dict[str, Any]:
     """What status.json (group-readable for ``state_group``) tells of ``name``: the
     certificate object and its services; the chain, renewal and events stay with the
     root-only database and status log, and ``source`` says so."""
-    try:
-        status = snapshot.read_json(config.status_json)
-    except FileNotFoundError:
-        raise UserError(
-            f"{config.state / 'inventory.sqlite3'} is root-only and {config.status_json} "
-            "does not exist yet; run as root, or start the daemon once"
-        ) from None
-    except ValueError as exc:
-        raise UserError(f"{config.status_json} cannot be read: {exc}") from None
+    status = read_snapshot(config)
     wanted = normal(name)
     found = [c for c in status.get("certificates", []) if c.get("name") == wanted]
     if not found:

@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 from datetime import timedelta
+from typing import Any
 
 from certdrop import config as configuration
 from certdrop import jsontext
@@ -119,8 +120,18 @@ def _from_snapshot(
     config: configuration.Config, args: argparse.Namespace, chosen: snapshot.Selection
 ) -> int:
     """The database is root-only: show status.json (0640 for the state_group)."""
+    data = snapshot.select(read_snapshot(config), chosen)
+    if args.json:
+        print(jsontext.dumps(data))
+    else:
+        sys.stdout.write(render(data))
+    return 0
+
+
+def read_snapshot(config: configuration.Config) -> dict[str, Any]:
+    """status.json, for a reader the root-only database keeps out; one line if it can't."""
     try:
-        data = snapshot.read_json(config.status_json)
+        return snapshot.read_json(config.status_json)
     except FileNotFoundError:
         raise UserError(
             f"{config.state / 'inventory.sqlite3'} is root-only and {config.status_json} "
@@ -128,9 +139,3 @@ def _from_snapshot(
         ) from None
     except ValueError as exc:
         raise UserError(f"{config.status_json} cannot be read: {exc}") from None
-    data = snapshot.select(data, chosen)
-    if args.json:
-        print(jsontext.dumps(data))
-    else:
-        sys.stdout.write(render(data))
-    return 0
