@@ -28,6 +28,7 @@ from certdrop.intake.request import csr_path
 from certdrop.pki import chain as chains
 from certdrop.pki import domains
 from certdrop.pki.names import normal
+from certdrop.renewal.report import renewal_json
 from certdrop.store import renewals as ledger
 from certdrop.store import snapshot
 from certdrop.store.eventlog import recent
@@ -89,7 +90,7 @@ def describe(
     data["trust"] = _trust(config, inventory, certs) if certs else None
     data["deployments"] = _deployments(config, inventory, entry)
     renewal = ledger.renewal(inventory, entry.name)
-    data["renewal"] = None if renewal is None else _renewal(renewal)
+    data["renewal"] = None if renewal is None else renewal_json(renewal)
     data["renewed_by"] = ledger.open_request_for(inventory, entry.name)
     csr = csr_path(config.outbox, entry.name)
     data["csr"] = str(csr) if entry.status == "requested" and csr.exists() else None
@@ -194,17 +195,6 @@ def _deployments(
             }
         )
     return found
-
-
-def _renewal(r: ledger.Renewal) -> dict[str, Any]:
-    return {
-        "state": r.state,
-        "request": r.request or None,
-        "attempts": r.attempts,
-        "next_attempt": iso(r.next_attempt) if r.next_attempt else None,
-        "started": iso(r.started),
-        "detail": r.detail,
-    }
 
 
 def render(d: dict[str, Any]) -> str:

@@ -157,7 +157,7 @@ def _judge(
                 "renew_at": iso(assessment.renew_at),
                 "overdue_at": iso(assessment.overdue_at),
                 "services": list(cert.services),
-                "renewal": _renewal(renewal) if renewal is not None else None,
+                "renewal": renewal_json(renewal) if renewal is not None else None,
             }
         )
     code = max((expiry.EXIT_CODES[c["level"]] for c in found), default=0)
@@ -171,7 +171,8 @@ def _judge(
     }
 
 
-def _renewal(r: ledger.Renewal) -> dict[str, Any]:
+def renewal_json(r: ledger.Renewal) -> dict[str, Any]:
+    """A renewal row as JSON, as `check --json` and `show --json` give it."""
     return {
         "state": r.state,
         "request": r.request or None,
