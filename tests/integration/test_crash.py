@@ -271,7 +271,8 @@ def test_kill_nine_at_random_moments_loses_nothing(tmp_path: Path) -> None:
         if expected == "pair":
             assert result in ("held", "accepted"), (file, result)
         else:
-            assert result == expected, (file, result)
+            why = inbox / "rejected" / f"{file}.reason.json"
+            assert result == expected, (file, result, why.read_text() if why.exists() else None)
     for i in range(30):
         pair = {by_file[f"p{i:03d}-cert.pem"][0], by_file[f"p{i:03d}-key.pem"][0]}
         assert pair == {"held", "accepted"}, (i, pair)

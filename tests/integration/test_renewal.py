@@ -318,7 +318,10 @@ def test_threshold_warnings_and_expiry_are_emitted_once_across_a_restart(
 ):
     """Thresholds already crossed, and an expiry during the run, are each announced once,
     however many checks run and across a restart; `check` announces nothing."""
-    soon = 5  # seconds until the second certificate expires
+    # Seconds until the second certificate expires: most runs see it expire while the
+    # daemon runs; on a loaded machine it may already have expired at the first check, so
+    # the order of the two announcements is not asserted, only that each comes once.
+    soon = 8
     aging = old_cert(5, "a.example.test", dt.timedelta(days=70), dt.timedelta(days=20))
     dying = old_cert(6, "b.example.test", dt.timedelta(hours=1), dt.timedelta(seconds=soon))
     config = f"""
@@ -347,10 +350,9 @@ renew_before_days = 5
     time.sleep(1.6)  # more checks after the restart
     d.stop()
     events = d.events()
-    assert [(e["event"], e["name"]) for e in events if e["event"].startswith("expiry.")] == [
-        ("expiry.warning", "aging"),
-        ("expiry.expired", "dying"),
-    ]
+    assert sorted(
+        (e["event"], e["name"]) for e in events if e["event"].startswith("expiry.")
+    ) == [("expiry.expired", "dying"), ("expiry.warning", "aging")]
     # The expired one was never renewable in time: its renewal (no command) is overdue once.
     assert [e["cert"] for e in events if e["event"] == "renewal.overdue"] == ["dying"]
     assert check(d)[0] == 2

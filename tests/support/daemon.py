@@ -30,6 +30,8 @@ class RunningDaemon:
         self._seen = 0
         # Runs in the child before exec (e.g. resource limits: tests/support/faults.py).
         self.preexec: Callable[[], None] | None = None
+        # What runs `certdrop`: a test may put a script in front (fault injection).
+        self.program = [sys.executable, "-m", "certdrop"]
 
     @property
     def log_path(self) -> Path:
@@ -39,7 +41,7 @@ class RunningDaemon:
         self._seen = len(self.events())
         self.stderr = open(self.root / "daemon.stderr", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "certdrop", "--config", str(self.config_path), "run"],
+            [*self.program, "--config", str(self.config_path), "run"],
             cwd=self.root,
             env=self.env,
             stdout=self.stderr,

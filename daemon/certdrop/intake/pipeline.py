@@ -24,13 +24,15 @@ from certdrop.intake.take import Taker
 from certdrop.intake.work import Outcome, Work
 from certdrop.pki import assemble
 from certdrop.pki.parse import Parsed, derives_keys, parse, summary
+from certdrop.store import attempts
 from certdrop.store.eventlog import Logger
 from certdrop.store.inventory import Inventory
 from certdrop.store.truststore import TrustStore
 
 REQUEST_SUFFIX = ".request.toml"
-# A drop is started by at most this many daemon runs: one that died with it, then one
-# more in the bounded child; a third start rejects it (a poison drop).
+# A drop is started by at most this many daemon runs that went on to die with it in their
+# own process (store/attempts.py): one, then one more that opens it in the bounded child;
+# a third start rejects it (a poison drop). Deaths while the child had it do not count.
 MAX_RUNS = 2
 
 
@@ -202,7 +204,17 @@ class Intake:
     def _start(self, claim: Claim, file: str, work: Work) -> Outcome | None:
         data = self.files.read(claim)
         seen = summary(data)
-        runs = self.inventory.begin_attempt(claim.id, file, seen, self.run_id, iso(self.clock()))
+        on_request = self.on_request if file.endswith(REQUEST_SUFFIX) else None
+        is_request = on_request is not None
+        costly = not is_request and derives_keys(data)
+
+        def in_child(runs: int) -> bool:
+            # A key derivation may run, or a dead daemon run was processing this very drop.
+            return not is_request and (costly or runs > 1)
+
+        runs = attempts.begin(
+            self.inventory, claim.id, file, seen, self.run_id, iso(self.clock()), in_child=in_child
+        )
         if runs > MAX_RUNS:
             raise Rejection(
                 "processing_failed",
@@ -210,17 +222,17 @@ class Intake:
                 "it is not tried again and nothing of it was imported. Check the file; if "
                 "it is valid, report this with the status log",
             )
-        if file.endswith(REQUEST_SUFFIX) and self.on_request is not None:
-            outcome = self.on_request(file, data, claim.id)
+        if on_request is not None:
+            outcome = on_request(file, data, claim.id)
             self.results.finish(self.files, claim, outcome)
             return outcome
         limits = self.config.limits
-        if runs == 1 and not derives_keys(data):
+        if not in_child(runs):
             return self._conclude(claim, file, parse(data, self.passphrases, limits), work)
-        # A key derivation may run, or a dead daemon run was processing this very drop:
-        # open it in the bounded child, without the worker waiting when it need not.
+        # Open it in the bounded child, without the worker waiting when it need not.
         if self.later is None:
             opened = self.opener.open(data, self.passphrases, limits)
+            attempts.back_in_daemon(self.inventory, claim.id)
             return self._conclude(claim, file, opened, work)
         self._in_flight.add(claim.id)
         self.opener.open_later(
@@ -234,9 +246,12 @@ class Intake:
 
         def resume() -> Outcome | None:
             self._in_flight.discard(claim.id)
-            return self._guarded(
-                claim, file, lambda work: self._conclude(claim, file, result, work)
-            )
+
+            def conclude(work: Work) -> Outcome:
+                attempts.back_in_daemon(self.inventory, claim.id)
+                return self._conclude(claim, file, result, work)
+
+            return self._guarded(claim, file, conclude)
 
         self.later(file, resume)
 

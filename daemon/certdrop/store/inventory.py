@@ -61,14 +61,15 @@ CREATE TABLE IF NOT EXISTS drops (
     at TEXT NOT NULL
 );
 -- A drop being processed: written before the costly steps, gone with its result, so a
--- drop under way when the daemon died is known at the next start (a poison drop).
+-- drop under way when the daemon died is known at the next start (store/attempts.py).
 CREATE TABLE IF NOT EXISTS attempts (
     claim TEXT PRIMARY KEY,
     file TEXT NOT NULL,
     seen TEXT NOT NULL,
     runs INTEGER NOT NULL,
     run TEXT NOT NULL,
-    since TEXT NOT NULL
+    since TEXT NOT NULL,
+    phase TEXT NOT NULL DEFAULT 'daemon'  -- store/attempts.py: where the work was
 );
 CREATE TABLE IF NOT EXISTS services (
     name TEXT PRIMARY KEY,
@@ -114,6 +115,8 @@ _ADDED_COLUMNS = {
     ("certificates", "trust_detail"): (
         "ALTER TABLE certificates ADD COLUMN trust_detail TEXT NOT NULL DEFAULT ''"
     ),
+    # a run that died while the bounded child had the drop does not count against it
+    ("attempts", "phase"): "ALTER TABLE attempts ADD COLUMN phase TEXT NOT NULL DEFAULT 'daemon'",
 }
 _SUMMARY_ORDER = {"name": "name", "expiry": "not_after IS NULL, not_after, name"}
 
@@ -490,28 +493,6 @@ class Inventory:
             (claim, file, result, code or None, reason or None, at),
         )
         self.db.execute("DELETE FROM attempts WHERE claim = ?", (claim,))
-
-    def begin_attempt(self, claim: str, file: str, seen: str, run: str, at: str) -> int:
-        """Note (committed at once) that daemon run ``run`` starts processing a drop;
-        return how many daemon runs have started it, this one included. Retries within
-        one run (after a storage fault) do not count: only a run that died does."""
-        with self.transaction():
-            row = self.db.execute(
-                "SELECT runs, run FROM attempts WHERE claim = ?", (claim,)
-            ).fetchone()
-            runs = 1 if row is None else int(row[0]) + (row[1] != run)
-            self.db.execute(
-                "INSERT OR REPLACE INTO attempts (claim, file, seen, runs, run, since) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (claim, file, seen, runs, run, at),
-            )
-        return runs
-
-    def forget_attempts(self, keep: set[str]) -> None:
-        """Drop the notes of claims that no longer exist (finished by hand, or lost)."""
-        for (claim,) in self.db.execute("SELECT claim FROM attempts").fetchall():
-            if claim not in keep:
-                self.db.execute("DELETE FROM attempts WHERE claim = ?", (claim,))
 
     def drop_counts_by_code(self) -> dict[tuple[str, str], int]:
         """How many drops ended in each (result, rejection code), ever; code "" when the
