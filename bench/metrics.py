@@ -18,7 +18,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from certdrop.daemon.metrics import Pages, SnapshotCollector, numbers
+from certdrop.daemon.metric_families import numbers
+from certdrop.daemon.metrics import Pages, SnapshotCollector
 from certdrop.pki import expiry
 
 

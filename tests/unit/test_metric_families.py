@@ -8,7 +8,8 @@ from typing import Any
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 from prometheus_client.parser import text_string_to_metric_families
 
-from certdrop.daemon.metrics import Pages, SnapshotCollector, numbers
+from certdrop.daemon.metric_families import numbers
+from certdrop.daemon.metrics import Pages, SnapshotCollector
 from certdrop.pki import expiry
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
