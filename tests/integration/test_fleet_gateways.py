@@ -250,7 +250,7 @@ def test_manual_renew_honours_the_lease_and_unassign_reaches_every_gateway(tmp_p
     `unassign '*/admin-console'` on B releases the service on A, B and C (C stopped
     meanwhile catches up at start), leaving the served files as they are."""
     renewal = '[renewal]\ncommand = ["sh", "-c", "exit 0"]\n'  # hands off; the CA is not the point
-    with fleet_of(tmp_path, ["gw-a", "gw-b", "gw-c"], extra_config=renewal) as (fleet, (a, b, c)):
+    with fleet_of(tmp_path, ["gw-a", "gw-b", "gw-c"], extra_config=renewal) as (_, (a, b, c)):
         cert = leaf(7, HOSTNAME)
         drop(a.daemon.inbox, "console.pem", bundle(cert))
         for gw in (a, b, c):

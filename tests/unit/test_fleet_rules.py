@@ -8,7 +8,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from certdrop.errors import UserError
-
 from certdrop.fleet.records import Lease
 from certdrop.fleet.rules import (
     effective_assignment,
@@ -198,5 +197,5 @@ def test_an_unknown_gateway_or_service_is_named(targets: list[str], problem: str
 
 def test_every_unknown_target_is_named_at_once() -> None:
     """Two bad targets: one error naming both."""
-    with pytest.raises(UserError, match="'gw-x'.*'smtp'"):
+    with pytest.raises(UserError, match=r"'gw-x'.*'smtp'"):
         resolve_targets(["gw-x/web", "*/smtp"], "gw-a", KNOWN)

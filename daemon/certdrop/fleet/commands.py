@@ -211,7 +211,7 @@ def unassign(ctx: Context, node: FleetNode, targets: list[str]) -> list[dict[str
         if node.engine.connected or node.view.heartbeats(None):
             raise
         raise UserError(
-            f"{exc} (the fleet engine was not reached: other gateways are unknown)"
+            f"the fleet engine was not reached, so only this gateway's services are known: {exc}"
         ) from None
     decisions, local = _decisions(ctx, node, pairs, None, UNASSIGNED)
     queue_them = _queuer(ctx, node, decisions, local)

@@ -308,7 +308,7 @@ class FleetNode:
             return {"how": "held", "holder": self.me, "expires": expires, "previous": None}
         if not take_over:
             raise UserError(
-                f"the fleet engine is unreachable ({why}), so whether another gateway holds "
+                "the fleet engine is unreachable, so whether another gateway holds "
                 f"the renewal lease of {name!r} is unknown; try again when it is back, or "
                 f"`certdrop renew {shlex.quote(name)} --take-over` renews here without the "
                 "lease (if another gateway is renewing it, that orders a certificate twice)"
