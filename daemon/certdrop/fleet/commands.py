@@ -105,7 +105,7 @@ UNASSIGNED = "(unassigned)"  # the name an unassignment carries (for people read
 
 def _known(ctx: Context, node: FleetNode) -> dict[str, set[str]]:
     """Each gateway's services as the fleet knows them (heartbeats, published service
-    states); this gateway's from its config."""
+    states); this gateway's from its config and inventory."""
     m = node.view.membership
     known: dict[str, set[str]] = {g: set() for g in (*m.approved, *m.pending)}
     for gateway, beat in node.view.heartbeats(None).items():
@@ -114,7 +114,7 @@ def _known(ctx: Context, node: FleetNode) -> dict[str, set[str]]:
     for env in node.view.services(None):
         if isinstance(env.record, ServiceState) and env.record.gateway in known:
             known[env.record.gateway].add(env.record.service)
-    known[node.me] = set(ctx.config.services)
+    known[node.me] = {*ctx.config.services, *ctx.inventory.services()}  # as a local unassign
     return known
 
 
