@@ -236,6 +236,61 @@ def test_a_renewal_runs_once_and_lands_on_every_gateway(tmp_path: Path) -> None:
             )
 
 
+def one_line_refusal(done: object) -> str:
+    """The stderr of a refused command: exit 1, one line, no traceback."""
+    assert done.returncode == 1, done.stdout  # type: ignore[attr-defined]
+    err = str(done.stderr)  # type: ignore[attr-defined]
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_manual_renew_honours_the_lease_and_unassign_reaches_every_gateway(tmp_path: Path) -> None:
+    """`renew` on B while A holds the renewal lease is refused naming A and the lease's
+    end, with and without B's daemon; `--take-over` takes the lease and renews. Then
+    `unassign '*/admin-console'` on B releases the service on A, B and C (C stopped
+    meanwhile catches up at start), leaving the served files as they are."""
+    renewal = '[renewal]\ncommand = ["sh", "-c", "exit 0"]\n'  # hands off; the CA is not the point
+    with fleet_of(tmp_path, ["gw-a", "gw-b", "gw-c"], extra_config=renewal) as (_, (a, b, c)):
+        cert = leaf(7, HOSTNAME)
+        drop(a.daemon.inbox, "console.pem", bundle(cert))
+        for gw in (a, b, c):
+            wait(f"{gw.name} serves it", lambda g=gw: serves(g.url, cert.sha256), 60)
+
+        a.cli("renew", "console")
+        a.daemon.wait_for("fleet.lease_taken", cert="console", how="acquire")
+        a.daemon.wait_for("renewal.started", cert="console", by="renew")
+        err = one_line_refusal(b.cli("renew", "console", check=False))
+        assert "gw-a holds the fleet's renewal lease of 'console' until 20" in err
+        assert "--take-over" in err and not b.events("renewal.started")
+
+        out = b.cli("renew", "console", "--take-over").stdout
+        assert "renewal lease: taken over from gw-a" in out
+        b.daemon.wait_for("renewal.started", cert="console", by="renew")
+        taken = b.daemon.wait_for("fleet.lease_taken", cert="console", how="override")
+        assert taken["previous"] == "gw-a" and taken["level"] == "warning"
+
+        c.daemon.stop()  # no daemon: the command reads the engine itself
+        err = one_line_refusal(c.cli("renew", "console", check=False))
+        assert "gw-b holds the fleet's renewal lease of 'console'" in err
+        out = c.cli("renew", "console", "--take-over").stdout
+        assert "taken over from gw-b" in out and "handed_off" in out
+
+        bad = one_line_refusal(b.cli("unassign", "gw-x/admin-console", check=False))
+        assert "no gateway named 'gw-x' in the fleet" in bad
+        bad = one_line_refusal(b.cli("unassign", "gw-a/smtp-in", check=False))
+        assert "gw-a has no service named 'smtp-in' (it has: admin-console)" in bad
+
+        out = b.cli("unassign", "*/admin-console").stdout
+        assert "admin-console: no longer managed" in out and "*/admin-console: queued" in out
+        a.daemon.wait_for("service.unassigned", service="admin-console", by="fleet:gw-b", timeout=30)
+        c.daemon.start(timeout=60)
+        c.daemon.wait_for("service.unassigned", service="admin-console", by="fleet:gw-b", timeout=30)
+        for gw in (a, b, c):
+            (service,) = gw.status()["services"]
+            assert service["managed"] is False and service["certificate"] is None, gw.name
+            assert serves(gw.url, cert.sha256)  # its files are left as they are
+
+
 def metrics(port: int) -> str:
     import urllib.request
 

@@ -101,6 +101,8 @@ def test_a_single_gateway_queues_nothing(tmp_path: Path) -> None:
         (["fleet", "status"], "has no [fleet] table"),
         (["fleet", "approve", "gw-b"], "has no [fleet] table"),
         (["assign", "x", "gw-b/web"], "GATEWAY/SERVICE needs fleet mode"),
+        (["unassign", "*/web"], "GATEWAY/SERVICE needs fleet mode"),
+        (["renew", "x", "--take-over"], "this config has no [fleet] table"),
     ],
 )
 def test_fleet_commands_without_fleet_mode_say_why(tmp_path: Path, args: list[str], message: str) -> None:

@@ -308,6 +308,25 @@ def test_renew_now_without_a_daemon_runs_the_command_and_waits(tmp_path: Path) -
         assert result.code == 1 and one_line(result.err) and fragment in result.err
 
 
+def test_renew_in_fleet_mode_with_the_engine_unreachable_needs_take_over(tmp_path: Path) -> None:
+    """No fleet engine answers (nothing listens on the port): renew says so and changes
+    nothing; --take-over renews without the lease and logs fleet.lease_unchecked."""
+    ws = workspace(tmp_path, HANDOFF.format(python=json.dumps(sys.executable)))
+    ws.drop("web.pem", bundle(leaf(14, "web")))
+    assert ws.run("assign", "web", "web").code == 0  # before [fleet]: no engine wait
+    with ws.config_path.open("a") as config:
+        config.write('[fleet]\nservers = ["nats://127.0.0.1:1"]\ngateway = "gw-a"\n')
+    refused = ws.run("renew", "web")
+    assert refused.code == 1 and one_line(refused.err), refused.err
+    assert "the fleet engine is unreachable" in refused.err and "--take-over" in refused.err
+    assert not ws.events("renewal.started")
+    done = ws.run("renew", "web", "--take-over", "--json")
+    assert done.code == 0, done.err
+    assert done.json()["state"] == "handed_off" and done.json()["lease"]["how"] == "unchecked"
+    [unchecked] = ws.events("fleet.lease_unchecked")
+    assert unchecked["cert"] == "web" and unchecked["level"] == "warning"
+
+
 def test_renew_through_a_running_daemon(
     daemon_factory: Callable[..., RunningDaemon], tmp_path: Path
 ) -> None:

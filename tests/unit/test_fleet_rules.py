@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from fleet_helpers import Gw, sha
 from hypothesis import given
 from hypothesis import strategies as st
 
+from certdrop.errors import UserError
 from certdrop.fleet.records import Lease
 from certdrop.fleet.rules import (
     effective_assignment,
@@ -13,6 +15,7 @@ from certdrop.fleet.rules import (
     keys_to_seal,
     lease_action,
     publish_action,
+    resolve_targets,
     stale_gateways,
     stamp_after,
 )
@@ -138,3 +141,61 @@ def test_a_stale_decision_is_not_forced_over_a_newer_one() -> None:
     newer = B.assign("*", "web", "y", 200)
     assert judge(newer.encode(), A.assign("*", "web", "x", 100), fleet, 0) == "superseded"
     assert judge(newer.encode(), newer, fleet, 0) == "done"
+
+
+def test_an_override_takes_a_live_lease_and_changes_nothing_else() -> None:
+    """`renew --take-over`: another gateway's live lease is taken; a free, expired or
+    own lease is taken as without the override."""
+    held = A.sign(Lease(sha("c"), "gw-a", 10_000))
+    forced = lease_action(held, "gw-b", 5_000, 600, 30, override=True)
+    assert (forced.kind, forced.holder, forced.expires) == ("override", "gw-b", 5_600)
+    assert lease_action(None, "gw-b", 0, 600, 30, override=True).kind == "acquire"
+    assert lease_action(held, "gw-a", 9_000, 600, 30, override=True).kind == "extend"
+    assert lease_action(held, "gw-b", 10_031, 600, 30, override=True).kind == "take_over"
+
+
+def test_only_an_override_is_written_over_another_gateways_live_lease() -> None:
+    """judge() lets a taken-over lease replace a live one; without the override it backs off."""
+    from certdrop.fleet.publish import judge
+    from certdrop.fleet.trust import membership
+
+    fleet, _ = membership(A.founder(), [A.approve(B)])
+    held_by_a = A.sign(Lease(sha("c"), "gw-a", 10_000), at=100)
+    b_wants = B.sign(Lease(sha("c"), "gw-b", 20_000), at=200)
+    assert judge(held_by_a.encode(), b_wants, fleet, 5_000) == "superseded"
+    assert judge(held_by_a.encode(), b_wants, fleet, 5_000, override=True) == "write"
+
+
+KNOWN = {"gw-a": {"web", "mail"}, "gw-b": {"web"}, "gw-c": set()}
+
+
+def test_targets_name_this_gateway_another_or_every_one() -> None:
+    """A bare SERVICE is this gateway's; GATEWAY/SERVICE and */SERVICE pass when some
+    gateway has that service; repeats count once."""
+    found = resolve_targets(["mail", "gw-b/web", "*/web", "gw-b/web"], "gw-a", KNOWN)
+    assert found == [("gw-a", "mail"), ("gw-b", "web"), ("*", "web")]
+    assert resolve_targets(["*/mail"], "gw-c", KNOWN) == [("*", "mail")]
+
+
+@pytest.mark.parametrize(
+    ("targets", "problem"),
+    [
+        (["gw-x/web"], "no gateway named 'gw-x' in the fleet"),
+        (["gw-b/mail"], "gw-b has no service named 'mail' (it has: web)"),
+        (["gw-c/web"], "gw-c has no service named 'web' (it has: none)"),
+        (["*/smtp"], "no gateway of the fleet has a service named 'smtp'"),
+        (["smtp"], "gw-a has no service named 'smtp' (it has: mail, web)"),
+        (["a/b/web"], "no gateway named 'a/b' in the fleet"),
+    ],
+)
+def test_an_unknown_gateway_or_service_is_named(targets: list[str], problem: str) -> None:
+    """Each unknown target is refused with a message naming it and where to look."""
+    with pytest.raises(UserError) as caught:
+        resolve_targets(["web", *targets], "gw-a", KNOWN)
+    assert str(caught.value) == f"{problem}; `certdrop fleet status` lists them"
+
+
+def test_every_unknown_target_is_named_at_once() -> None:
+    """Two bad targets: one error naming both."""
+    with pytest.raises(UserError, match=r"'gw-x'.*'smtp'"):
+        resolve_targets(["gw-x/web", "*/smtp"], "gw-a", KNOWN)

@@ -20,13 +20,21 @@ def add_parser(sub: Subparsers) -> None:
         "it serves, leaves its files exactly as they are, and neither deploys to it nor "
         "auto-assigns it by hostname until `certdrop assign` names it again. A certificate "
         "no other service wants becomes unused (its renewal stops). Goes through the "
-        "daemon when it runs.",
+        "daemon when it runs. In fleet mode GATEWAY/SERVICE and */SERVICE (every gateway "
+        "that has it) are decisions published to the fleet, as with assign: the later "
+        "decision wins, and each gateway releases its own service the same way.",
         """
         certdrop unassign admin-console
         certdrop unassign smtp-in smtp-out --json
+        certdrop unassign gw-b/admin-console '*/user-console'
         """,
     )
-    p.add_argument("services", metavar="SERVICE", nargs="+", help="[services.NAME] tables")
+    p.add_argument(
+        "services",
+        metavar="SERVICE",
+        nargs="+",
+        help="[services.NAME] tables; in fleet mode also GATEWAY/SERVICE or */SERVICE",
+    )
     add_json(p)
     p.set_defaults(handler=run_unassign)
 
@@ -37,6 +45,9 @@ def run_unassign(config: configuration.Config, args: argparse.Namespace) -> int:
         print_json(done)
         return 0
     for d in done:
+        if d.get("state") == "queued":  # a decision for other gateways
+            print(f"{safe(d['service'])}: queued: {safe(d['detail'])}")
+            continue
         was = f" (it had {safe(d['certificate'])})" if d["certificate"] else ""
         print(f"{safe(d['service'])}: no longer managed{was}; its files stay as they are")
     return 0

@@ -20,7 +20,7 @@ from certdrop.fleet import commands as fleet
 from certdrop.intake.request import checked_request, create_request, fields_from_args
 from certdrop.pki.names import normal
 from certdrop.renewal import manual
-from certdrop.services import reconcile
+from certdrop.services import reconcile, release
 
 Command = Callable[[Context, dict[str, Any]], str]
 
@@ -75,7 +75,14 @@ def delete(ctx: Context, args: dict[str, Any]) -> str:
 
 
 def unassign(ctx: Context, args: dict[str, Any]) -> str:
-    return jsontext.dumps(manage.unassign(ctx, _texts(args, "services", "one SERVICE or more")))
+    """Stop managing ``args["services"]``. In fleet mode a SERVICE may be
+    GATEWAY/SERVICE or */SERVICE, and every decision is also published."""
+    services = _texts(args, "services", "one SERVICE or more")
+    if ctx.config.fleet is not None:
+        return jsontext.dumps(fleet.run(ctx, lambda node: fleet.unassign(ctx, node, services)))
+    if any("/" in s for s in services):
+        raise UserError("GATEWAY/SERVICE needs fleet mode: add a [fleet] table to the config")
+    return jsontext.dumps(release.unassign(ctx, services))
 
 
 def discard(ctx: Context, args: dict[str, Any]) -> str:
@@ -87,9 +94,23 @@ def discard(ctx: Context, args: dict[str, Any]) -> str:
 
 def renew(ctx: Context, args: dict[str, Any]) -> str:
     """Start the renewal of ``args["name"]`` now: with the daemon's own renewer when run
-    there, else in this process (which waits for renewal.command)."""
+    there, else in this process (which waits for renewal.command). In fleet mode the
+    renewal lease is taken first (``args["take_over"]``: from whoever holds it)."""
     name = _text(args, "name", "a NAME")
-    return jsontext.dumps(manual.renew(ctx, ctx.renewer, name, utc_now()))
+    take_over = args.get("take_over") is True
+    claim = None
+    if ctx.config.fleet is not None:
+
+        def claim(cert: str, sha256: str) -> dict[str, Any]:
+            return fleet.run(
+                ctx, lambda node: node.claim_for_renew(cert, sha256, take_over=take_over)
+            )
+
+    elif take_over:
+        raise UserError(
+            "--take-over is about the fleet's renewal lease; this config has no [fleet] table"
+        )
+    return jsontext.dumps(manual.renew(ctx, ctx.renewer, name, utc_now(), claim))
 
 
 def fleet_approve(ctx: Context, args: dict[str, Any]) -> str:

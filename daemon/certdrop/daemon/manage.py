@@ -1,6 +1,7 @@
-"""The operator's edits: rename an entry, delete one, stop managing a service, discard a
-held piece. Each runs where the state is owned (see :mod:`certdrop.daemon.commands`),
-checks everything before it changes anything, and says what it did in one event.
+"""The operator's edits: rename an entry, delete one, discard a held piece (``unassign``
+is :mod:`certdrop.services.release`, which the fleet uses too). Each runs where the
+state is owned (see :mod:`certdrop.daemon.commands`), checks everything before it
+changes anything, and says what it did in one event.
 """
 
 from __future__ import annotations
@@ -9,12 +10,10 @@ import contextlib
 import os
 from typing import Any
 
-from certdrop.clock import iso, utc_now
 from certdrop.errors import UserError
 from certdrop.files import atomic_write
 from certdrop.intake.request import check_name, csr_path
 from certdrop.pki.names import normal
-from certdrop.services import install
 from certdrop.store import edits
 from certdrop.store import renewals as ledger
 from certdrop.store.context import Context
@@ -107,32 +106,6 @@ def delete(ctx: Context, name: str) -> dict[str, Any]:
         "csr_removed": str(csr) if csr_removed else None,
         "detail": detail,
     }
-
-
-def unassign(ctx: Context, services: list[str]) -> list[dict[str, Any]]:
-    """Stop managing ``services``: their files stay as they are, certdrop neither
-    deploys to them nor auto-assigns by hostname until they are assigned again."""
-    rows = ctx.inventory.services()
-    unknown = [s for s in services if s not in ctx.config.services and s not in rows]
-    if unknown:
-        have = ", ".join(sorted(ctx.config.services)) or "none"
-        raise UserError(
-            f"no service named {', '.join(map(repr, unknown))} in {ctx.config.source} "
-            f"(configured: {have})"
-        )
-    at = iso(utc_now())
-    detail = "unassigned: certdrop leaves its files alone until `certdrop assign`"
-    before: dict[str, str | None] = {}
-    with ctx.inventory.transaction():
-        for service in dict.fromkeys(services):
-            before[service] = edits.unassign(ctx.inventory, service, detail, at)
-        ctx.inventory.sync_usage(set(ctx.config.services))
-    done = []
-    for service, certificate in before.items():
-        install.forget_baseline(ctx.config.state, service)
-        ctx.log.info("service.unassigned", service=service, certificate=certificate, detail=detail)
-        done.append({"service": service, "certificate": certificate, "detail": detail})
-    return done
 
 
 def discard(ctx: Context, piece: int) -> dict[str, Any]:

@@ -6,7 +6,8 @@
   Then every feature hears of it as of a drop (hostname deploy, renewal hand-back).
 - A renewed certificate (``renews``) replaces the one it renews on the services here.
 - The assignment in force for each local service (:func:`rules.effective_assignment`) is
-  deployed with the local reconcile, once per decision.
+  deployed with the local reconcile, once per decision; an unassignment (no certificate)
+  releases the service as ``certdrop unassign`` does here.
 - Keys this gateway holds are sealed to approved gateways that lack them, when this
   gateway published the certificate or approved the recipient.
 """
@@ -20,7 +21,7 @@ from certdrop.fleet.crypto import SealError, seal
 from certdrop.fleet.records import Assignment, Certificate, SealedKey
 from certdrop.fleet.rules import effective_assignment, keys_to_seal
 from certdrop.intake.work import Outcome
-from certdrop.services import reconcile
+from certdrop.services import reconcile, release
 from certdrop.store import fleet as tables
 
 if TYPE_CHECKING:
@@ -135,6 +136,11 @@ class Applier:
                 tables.set_applied(ctx.inventory, service, at, by, sha256)
 
             row = ctx.inventory.service(service)
+            if record.sha256 is None and (row is None or row.managed):
+                # An unassignment (`certdrop unassign '*/SERVICE'` on some gateway).
+                release.unassign(ctx, [service], by=f"fleet:{won.by}", in_transaction=mark)
+                node.jobs.changed()
+                continue
             if entry is None or (row is not None and row.desired == entry.name):
                 with ctx.inventory.transaction():
                     mark()

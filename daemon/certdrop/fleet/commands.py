@@ -1,5 +1,5 @@
-"""The fleet's commands: ``assign`` to GATEWAY/SERVICE or */SERVICE, ``fleet approve``,
-``fleet revoke`` and ``fleet status``.
+"""The fleet's commands: ``assign`` and ``unassign`` to GATEWAY/SERVICE or */SERVICE,
+``fleet approve``, ``fleet revoke`` and ``fleet status``.
 
 They run where the state is owned: in the daemon (its live view of the fleet) or, with
 the daemon stopped, in the CLI's process through a short :func:`session` with the
@@ -19,11 +19,20 @@ from certdrop.config import Config
 from certdrop.errors import UserError
 from certdrop.fleet.kv import EngineError
 from certdrop.fleet.node import FleetNode, now_ms
-from certdrop.fleet.records import ALL, BUCKETS, Assignment, Member, SealedKey
-from certdrop.fleet.rules import held_keys, stamp_after
+from certdrop.fleet.records import (
+    ALL,
+    BUCKETS,
+    Assignment,
+    Envelope,
+    Heartbeat,
+    Member,
+    SealedKey,
+    ServiceState,
+)
+from certdrop.fleet.rules import held_keys, resolve_targets, stamp_after
 from certdrop.fleet.trust import cascade
 from certdrop.intake.work import Outcome
-from certdrop.services import reconcile
+from certdrop.services import reconcile, release
 from certdrop.store import fleet as tables
 from certdrop.store.context import Context
 
@@ -90,27 +99,47 @@ def run(ctx: Context, command: Callable[[FleetNode], T]) -> T:
         return command(made)
 
 
-# -- assign -------------------------------------------------------------------------------
-def assign(ctx: Context, node: FleetNode, name: str, targets: list[str]) -> list[dict[str, Any]]:
-    """Decide ``name`` for each target (SERVICE, GATEWAY/SERVICE, */SERVICE); deploy the
-    local ones now and queue every decision for the fleet, in one transaction."""
-    entry = ctx.inventory.entry(name)
-    if entry is None or entry.sha256 is None:
-        raise UserError(f"no certificate named {name!r}; `certdrop status` lists them")
-    decisions = []
-    local: list[str] = []
-    for target in targets:
-        gateway, _, service = target.rpartition("/")
-        gateway = gateway or node.me
-        if gateway != ALL and gateway == node.me and service not in ctx.config.services:
-            raise UserError(f"no service named {service!r} here; `certdrop status` lists them")
-        if gateway == node.me or (gateway == ALL and service in ctx.config.services):
-            local.append(service)
-        record = Assignment(gateway, service, entry.sha256, name[:128])
-        seen = node.view.records["certdrop_assign"].get(record.kv_key())
-        decisions.append(node.sign(record, stamp_after(now_ms(), [seen] if seen else [])))
+# -- assign / unassign ---------------------------------------------------------------------
+UNASSIGNED = "(unassigned)"  # the name an unassignment carries (for people reading it)
+
+
+def _known(ctx: Context, node: FleetNode) -> dict[str, set[str]]:
+    """Each gateway's services as the fleet knows them (heartbeats, published service
+    states); this gateway's from its config and inventory."""
+    m = node.view.membership
+    known: dict[str, set[str]] = {g: set() for g in (*m.approved, *m.pending)}
+    for gateway, beat in node.view.heartbeats(None).items():
+        if gateway in known and isinstance(beat.record, Heartbeat):
+            known[gateway].update(beat.record.services)
+    for env in node.view.services(None):
+        if isinstance(env.record, ServiceState) and env.record.gateway in known:
+            known[env.record.gateway].add(env.record.service)
+    known[node.me] = {*ctx.config.services, *ctx.inventory.services()}  # as a local unassign
+    return known
+
+
+def _decisions(
+    ctx: Context, node: FleetNode, pairs: list[tuple[str, str]], sha256: str | None, name: str
+) -> tuple[list[Envelope], list[str]]:
+    """The signed decisions for ``(gateway, service)`` pairs, and the local services
+    among them (deployed or released here, now)."""
     if node.me not in node.view.membership.approved and node.view.membership.founder:
         raise UserError(f"{node.me} is not approved in the fleet yet; ask an approved gateway")
+    decisions, local = [], []
+    for gateway, service in pairs:
+        if gateway == node.me or (gateway == ALL and service in ctx.config.services):
+            local.append(service)
+        record = Assignment(gateway, service, sha256, name[:128])
+        seen = node.view.records["certdrop_assign"].get(record.kv_key())
+        decisions.append(node.sign(record, stamp_after(now_ms(), [seen] if seen else [])))
+    return decisions, sorted(set(local))
+
+
+def _queuer(
+    ctx: Context, node: FleetNode, decisions: list[Envelope], local: list[str]
+) -> Callable[[], None]:
+    """Queue ``decisions`` in the outbox and mark the local ones applied (run inside the
+    transaction of their local effect)."""
 
     def queue_them() -> None:
         for env in decisions:
@@ -121,28 +150,78 @@ def assign(ctx: Context, node: FleetNode, name: str, targets: list[str]) -> list
             if record.service in local:
                 tables.set_applied(ctx.inventory, record.service, env.at, env.by, record.sha256)
 
+    return queue_them
+
+
+def _queued(node: FleetNode, decisions: list[Envelope], what: str) -> list[dict[str, Any]]:
+    """The result lines of the decisions for other gateways."""
+    found = []
+    for env in decisions:
+        record = env.record
+        assert isinstance(record, Assignment)
+        if record.gateway != node.me:
+            found.append(
+                {
+                    "service": f"{record.gateway}/{record.service}",
+                    "certificate": None if record.sha256 is None else record.name,
+                    "sha256": record.sha256,
+                    "state": "queued",
+                    "detail": f"decision queued for the fleet; each gateway {what} "
+                    "(see `certdrop fleet status`)",
+                    "changed": False,
+                }
+            )
+    return found
+
+
+def assign(ctx: Context, node: FleetNode, name: str, targets: list[str]) -> list[dict[str, Any]]:
+    """Decide ``name`` for each target (SERVICE, GATEWAY/SERVICE, */SERVICE); deploy the
+    local ones now and queue every decision for the fleet, in one transaction."""
+    entry = ctx.inventory.entry(name)
+    if entry is None or entry.sha256 is None:
+        raise UserError(f"no certificate named {name!r}; `certdrop status` lists them")
+    pairs = []
+    for target in targets:
+        gateway, _, service = target.rpartition("/")
+        gateway = gateway or node.me
+        if gateway != ALL and gateway == node.me and service not in ctx.config.services:
+            raise UserError(f"no service named {service!r} here; `certdrop status` lists them")
+        pairs.append((gateway, service))
+    decisions, local = _decisions(ctx, node, pairs, entry.sha256, name)
+    queue_them = _queuer(ctx, node, decisions, local)
     results: list[dict[str, Any]] = []
     if local:
-        done = reconcile.assign(ctx, name, sorted(set(local)), in_transaction=queue_them)
+        done = reconcile.assign(ctx, name, local, in_transaction=queue_them)
         results += [r.to_json() for r in done]
     else:
         with ctx.inventory.transaction():
             queue_them()
-    for env in decisions:
-        decided = env.record
-        assert isinstance(decided, Assignment)
-        if decided.gateway != node.me:
-            results.append(
-                {
-                    "service": f"{record.gateway}/{record.service}",
-                    "certificate": name,
-                    "sha256": entry.sha256,
-                    "state": "queued",
-                    "detail": "decision queued for the fleet; each gateway deploys it and "
-                    "proves it (see `certdrop fleet status`)",
-                    "changed": False,
-                }
-            )
+    results += _queued(node, decisions, "deploys it and proves it")
+    node.publisher.drain()
+    return results
+
+
+def unassign(ctx: Context, node: FleetNode, targets: list[str]) -> list[dict[str, Any]]:
+    """Unassign each target (SERVICE, GATEWAY/SERVICE, */SERVICE): an assignment of no
+    certificate, under the same later-decision-wins rule. The local services are released
+    now; every gateway releases its own when the decision reaches it."""
+    try:
+        pairs = resolve_targets(targets, node.me, _known(ctx, node))
+    except UserError as exc:
+        if node.engine.connected or node.view.heartbeats(None):
+            raise
+        raise UserError(
+            f"the fleet engine was not reached, so only this gateway's services are known: {exc}"
+        ) from None
+    decisions, local = _decisions(ctx, node, pairs, None, UNASSIGNED)
+    queue_them = _queuer(ctx, node, decisions, local)
+    results: list[dict[str, Any]] = []
+    if local:
+        results += release.unassign(ctx, local, in_transaction=queue_them)
+    else:
+        with ctx.inventory.transaction():
+            queue_them()
+    results += _queued(node, decisions, "stops managing its service, leaving its files")
     node.publisher.drain()
     return results
 

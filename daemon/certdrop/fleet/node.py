@@ -13,18 +13,31 @@ outbox keeps what must be published, ``fleet.disconnected`` is logged once and
 
 from __future__ import annotations
 
+import shlex
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from certdrop import __version__
+from certdrop.clock import iso
 from certdrop.config import FleetConfig
-from certdrop.fleet import apply, identity, publish
+from certdrop.errors import UserError
+from certdrop.fleet import apply, identity, publish, trust
 from certdrop.fleet.engine import Engine, Settings
 from certdrop.fleet.kv import Entry, Unavailable
-from certdrop.fleet.records import BUCKETS, Envelope, Heartbeat, Identity, Lease, Record, decode
-from certdrop.fleet.rules import LEASE_GRACE_MS, lease_action
+from certdrop.fleet.records import (
+    BUCKETS,
+    Envelope,
+    Heartbeat,
+    Identity,
+    Lease,
+    Record,
+    RecordError,
+    decode,
+)
+from certdrop.fleet.rules import LEASE_GRACE_MS, LeaseAction, lease_action
 from certdrop.fleet.view import FleetView
 from certdrop.intake.pipeline import Intake
 from certdrop.intake.work import Outcome
@@ -44,6 +57,10 @@ class Jobs(Protocol):
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return iso(datetime.fromtimestamp(ms / 1000, UTC))
 
 
 class FleetNode:
@@ -190,31 +207,121 @@ class FleetNode:
         self.ctx.log.info("fleet.founder_pinned", founder=env.by, gateway=self.me)
         self.applier.changed(set(BUCKETS))
 
-    # -- the renewal lease (ExpiryCheck asks before a hand-off) -------------------------------
+    # -- the renewal lease (ExpiryCheck asks before a hand-off, `certdrop renew` too) --------
     def may_renew(self, name: str, sha256: str) -> bool:
         """True when this gateway holds (or just took) the renewal lease of ``sha256``."""
         now = now_ms()
         current = self.view.lease(sha256, self.reject)
-        action = lease_action(
-            current, self.me, now, int(self.config.lease_seconds * 1000), LEASE_GRACE_MS
-        )
+        action = self._lease_action(current, now, override=False)
         if action.kind == "busy":
             return False
-        mine = self.sign(Lease(sha256, self.me, action.expires))
         try:
-            outcome = self.publisher.send_now(mine)
+            return self._take_lease(name, sha256, action, current) == "write"
         except Unavailable:
-            # Working alone: only a lease this gateway still holds covers a renewal.
-            held = current.record if current is not None else None
-            return isinstance(held, Lease) and held.holder == self.me and held.expires > now
+            return self._holds(current, now)  # working alone: only a lease still held
+
+    def claim_for_renew(self, name: str, sha256: str, *, take_over: bool) -> dict[str, Any]:
+        """``certdrop renew NAME``: take the renewal lease as the expiry check would, or
+        a UserError naming the holder and when its lease runs out. ``take_over``: a live
+        lease of another gateway is taken from it, and an unreachable engine is no bar."""
+        now = now_ms()
+        try:  # the engine's record, not the view: a refusal must name the holder now
+            current = self._read_lease(sha256)
+            action = self._lease_action(current, now, override=take_over)
+            if action.kind != "busy":
+                if self._take_lease(name, sha256, action, current) == "write":
+                    held = current.record if current is not None else None
+                    taken = action.kind in ("override", "take_over") and isinstance(held, Lease)
+                    return {
+                        "how": action.kind,
+                        "holder": self.me,
+                        "expires": _iso(action.expires),
+                        "previous": held.holder if taken and isinstance(held, Lease) else None,
+                    }
+                # Another gateway took it between the read and the write: name it.
+                action = self._lease_action(self._read_lease(sha256), now_ms(), override=False)
+        except Unavailable as exc:
+            return self._claim_alone(name, sha256, now, take_over, str(exc))
+        holder = action.holder if action.kind == "busy" else "another gateway"
+        until = f" until {_iso(action.expires)}" if action.kind == "busy" else ""
+        raise UserError(
+            f"{holder} holds the fleet's renewal lease of {name!r}{until}: its renewals run "
+            f"there; `certdrop renew {shlex.quote(name)} --take-over` takes the lease over "
+            f"(if {holder} is renewing it now, that orders a certificate twice)"
+        )
+
+    def _lease_action(self, current: Envelope | None, now: int, *, override: bool) -> LeaseAction:
+        duration = int(self.config.lease_seconds * 1000)
+        return lease_action(current, self.me, now, duration, LEASE_GRACE_MS, override=override)
+
+    def _take_lease(
+        self, name: str, sha256: str, action: LeaseAction, current: Envelope | None
+    ) -> str:
+        """Publish this gateway's lease (Unavailable when the engine cannot say); returns
+        the engine's decision: "write" when it is ours now, "superseded" when not."""
+        mine = self.sign(Lease(sha256, self.me, action.expires))
+        outcome = self.publisher.send_now(mine, override=action.kind == "override")
         if outcome == "superseded":
-            return False
+            return outcome
         self.view.put_local(mine)
-        if action.kind != "extend":
+        if action.kind == "override":
+            held = current.record if current is not None else None
+            self.ctx.log.warning(
+                "fleet.lease_taken",
+                cert=name,
+                sha256=sha256,
+                gateway=self.me,
+                how="override",
+                previous=held.holder if isinstance(held, Lease) else None,
+                previous_expires=_iso(held.expires) if isinstance(held, Lease) else None,
+            )
+        elif action.kind != "extend":
             self.ctx.log.info(
                 "fleet.lease_taken", cert=name, sha256=sha256, gateway=self.me, how=action.kind
             )
-        return True
+        return "write"
+
+    def _read_lease(self, sha256: str) -> Envelope | None:
+        """The lease of ``sha256`` in the engine now, if well-formed and rightly signed."""
+        entry = self.engine.get(Lease.BUCKET, sha256)
+        if entry is None or entry.value is None:
+            return None
+        try:
+            env = decode(entry.value, Lease.BUCKET, sha256)
+        except RecordError:
+            return None
+        return env if trust.check(env, self.view.membership) is None else None
+
+    def _holds(self, current: Envelope | None, now: int) -> bool:
+        held = current.record if current is not None else None
+        return isinstance(held, Lease) and held.holder == self.me and held.expires > now
+
+    def _claim_alone(
+        self, name: str, sha256: str, now: int, take_over: bool, why: str
+    ) -> dict[str, Any]:
+        """The engine did not answer: a lease this gateway still holds covers the renewal;
+        else only ``take_over`` lets it go on, unchecked."""
+        current = self.view.lease(sha256, self.reject)
+        if self._holds(current, now):
+            assert current is not None and isinstance(current.record, Lease)
+            expires = _iso(current.record.expires)
+            return {"how": "held", "holder": self.me, "expires": expires, "previous": None}
+        if not take_over:
+            raise UserError(
+                "the fleet engine is unreachable, so whether another gateway holds "
+                f"the renewal lease of {name!r} is unknown; try again when it is back, or "
+                f"`certdrop renew {shlex.quote(name)} --take-over` renews here without the "
+                "lease (if another gateway is renewing it, that orders a certificate twice)"
+            )
+        self.ctx.log.warning(
+            "fleet.lease_unchecked",
+            cert=name,
+            sha256=sha256,
+            gateway=self.me,
+            detail=f"renew --take-over with the fleet engine unreachable ({why}); "
+            "renewing without the lease",
+        )
+        return {"how": "unchecked", "holder": None, "expires": None, "previous": None}
 
     def status_view(self) -> dict[str, Any]:
         from certdrop.fleet import status  # the command's module; cheap to import late

@@ -58,16 +58,23 @@ class Publisher:
         self.again = False  # asked to drain while busy: drain once more when done
 
     # -- deciding -----------------------------------------------------------------------
-    def decider(self, mine: Envelope) -> Callable[[Entry | None], Decision]:
+    def decider(
+        self, mine: Envelope, *, override: bool = False
+    ) -> Callable[[Entry | None], Decision]:
         membership = self.node.view.membership  # an immutable snapshot for the engine thread
         return lambda current: judge(
-            None if current is None else current.value, mine, membership, _now_ms()
+            None if current is None else current.value,
+            mine,
+            membership,
+            _now_ms(),
+            override=override,
         )
 
     # -- one record now or soon ---------------------------------------------------------------
-    def send(self, env: Envelope) -> concurrent.futures.Future[Decision]:
-        """Publish ``env`` in the background (heartbeats, identities, sealed keys)."""
-        decide = self.decider(env)
+    def send(self, env: Envelope, *, override: bool = False) -> concurrent.futures.Future[Decision]:
+        """Publish ``env`` in the background (heartbeats, identities, sealed keys).
+        ``override``: a lease taken over by an operator (``renew --take-over``)."""
+        decide = self.decider(env, override=override)
         return self.node.engine.submit(
             lambda: put_decided(
                 self.node.engine.kv(env.record.BUCKET),
@@ -83,10 +90,11 @@ class Publisher:
         engine = self.node.engine
         engine.submit(lambda: delete(engine.kv(bucket), key))
 
-    def send_now(self, env: Envelope) -> Decision:
+    def send_now(self, env: Envelope, *, override: bool = False) -> Decision:
         """Publish ``env`` and wait (bounded): Unavailable when the engine cannot say."""
         try:
-            return self.send(env).result(self.node.engine.settings.timeout * 2 + 2)
+            wait = self.node.engine.settings.timeout * 2 + 2
+            return self.send(env, override=override).result(wait)
         except concurrent.futures.TimeoutError:
             raise Unavailable("the fleet engine did not answer in time") from None
 
@@ -269,11 +277,19 @@ class Publisher:
         return node.sign(record, stamp_after(_now_ms(), [seen] if seen else []))
 
 
-def judge(current: bytes | None, mine: Envelope, membership: Membership, now_ms: int) -> Decision:
+def judge(
+    current: bytes | None,
+    mine: Envelope,
+    membership: Membership,
+    now_ms: int,
+    *,
+    override: bool = False,
+) -> Decision:
     """Whether to write ``mine`` over the bytes stored under its key now. Pure.
 
     Garbage or a record that fails its check is replaced; a founder already there stands;
-    someone else's live lease stands; otherwise :func:`rules.publish_action` decides.
+    someone else's live lease stands unless ``override`` (``renew --take-over``); otherwise
+    :func:`rules.publish_action` decides.
     """
     if current is None:
         return "write"
@@ -294,7 +310,7 @@ def judge(current: bytes | None, mine: Envelope, membership: Membership, now_ms:
     if ok and isinstance(record, Lease) and isinstance(mine.record, Lease):
         # A lease is not a later-wins decision: someone else's live lease stands (so two
         # gateways racing for it end with one holder).
-        taken = lease_action(there, mine.by, now_ms, 0, LEASE_GRACE_MS)
+        taken = lease_action(there, mine.by, now_ms, 0, LEASE_GRACE_MS, override=override)
         return "superseded" if taken.kind == "busy" else "write"
     return publish_action(there if ok else None, mine)
 

@@ -13,14 +13,16 @@ The conflict rule (README "Fleet"):
   (:func:`stamp_after`), so a decision made after seeing another wins even when the
   deciding gateway's clock is behind.
 - Between ``gw-b/admin-console`` and ``*/admin-console`` the later decision wins on gw-b.
+  An unassignment is such a decision too: an assignment of no certificate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from certdrop.errors import UserError
 from certdrop.fleet.records import ALL, Assignment, Certificate, Envelope, Lease, SealedKey
 
 Action = Literal["write", "done", "superseded"]
@@ -71,19 +73,27 @@ def effective_assignment(
 
 @dataclass(frozen=True)
 class LeaseAction:
-    """What to do about a renewal lease: take it ("acquire", "take_over", "extend") with
-    ``expires``, or leave it to ``holder`` ("busy")."""
+    """What to do about a renewal lease: take it ("acquire", "take_over", "extend",
+    "override") with ``expires``, or leave it to ``holder`` ("busy")."""
 
-    kind: Literal["acquire", "extend", "take_over", "busy"]
+    kind: Literal["acquire", "extend", "take_over", "override", "busy"]
     holder: str
     expires: int
 
 
 def lease_action(
-    current: Envelope | None, me: str, now_ms: int, duration_ms: int, grace_ms: int
+    current: Envelope | None,
+    me: str,
+    now_ms: int,
+    duration_ms: int,
+    grace_ms: int,
+    *,
+    override: bool = False,
 ) -> LeaseAction:
     """Who runs the renewal hand-off now. A lease past its expiry plus ``grace_ms`` (room
-    for clocks that disagree) is free; its holder may extend its own at any time."""
+    for clocks that disagree) is free; its holder may extend its own at any time.
+    ``override`` (an operator's ``renew --take-over``): another gateway's live lease is
+    taken from it ("override") instead of left to it."""
     ours = LeaseAction("acquire", me, now_ms + duration_ms)
     if current is None or not isinstance(current.record, Lease):
         return ours
@@ -92,7 +102,34 @@ def lease_action(
         return LeaseAction("extend", me, now_ms + duration_ms)
     if now_ms > lease.expires + grace_ms:
         return LeaseAction("take_over", me, now_ms + duration_ms)
+    if override:
+        return LeaseAction("override", me, now_ms + duration_ms)
     return LeaseAction("busy", lease.holder, lease.expires)
+
+
+def resolve_targets(
+    targets: Iterable[str], me: str, known: Mapping[str, Collection[str]]
+) -> list[tuple[str, str]]:
+    """``(gateway, service)`` for each SERVICE (this gateway), GATEWAY/SERVICE or
+    */SERVICE, checked against ``known`` (each gateway's services as the fleet knows
+    them, this one's from its config). Every unknown target is named in one UserError."""
+    found: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for target in targets:
+        gateway, _, service = target.rpartition("/")
+        gateway = gateway or me
+        if gateway == ALL:
+            if not any(service in services for services in known.values()):
+                problems.append(f"no gateway of the fleet has a service named {service!r}")
+        elif gateway not in known:
+            problems.append(f"no gateway named {gateway!r} in the fleet")
+        elif service not in known[gateway]:
+            have = ", ".join(sorted(known[gateway])) or "none"
+            problems.append(f"{gateway} has no service named {service!r} (it has: {have})")
+        found.append((gateway, service))
+    if problems:
+        raise UserError("; ".join(dict.fromkeys(problems)) + "; `certdrop fleet status` lists them")
+    return list(dict.fromkeys(found))
 
 
 def keys_to_seal(

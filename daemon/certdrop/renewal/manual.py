@@ -6,6 +6,8 @@ certificate arrives. Only a certificate some service should have is renewed; one
 service uses would be cancelled by the next check. A renewal that waits to retry is
 tried again now. In a running daemon the expiry check's own renewer does it (its
 command runs in the background); without one, the command runs here and is waited for.
+In fleet mode the fleet's renewal lease is taken first, as the expiry check does (the
+caller passes ``claim``, from the fleet layer above).
 """
 
 from __future__ import annotations
@@ -128,10 +130,18 @@ def rehearse(
     }
 
 
-def renew(ctx: Context, renewer: Renewer | None, name: str, now: datetime) -> dict[str, Any]:
+def renew(
+    ctx: Context,
+    renewer: Renewer | None,
+    name: str,
+    now: datetime,
+    claim: Callable[[str, str], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Start (or retry now) the renewal of ``name``; ``renewer`` None: in this process,
-    waiting for ``renewal.command`` to end."""
+    waiting for ``renewal.command`` to end. ``claim(name, sha256)`` (fleet mode) takes
+    the renewal lease first, or raises the UserError that refuses the renewal."""
     cert, found, renewal = _plan(ctx.config, ctx.inventory, name, now)
+    lease = claim(cert.name, cert.sha256) if claim is not None else None
     jobs: InlineJobs | None = None
     if renewer is None:
         jobs = InlineJobs()
@@ -153,4 +163,5 @@ def renew(ctx: Context, renewer: Renewer | None, name: str, now: datetime) -> di
         "detail": result.detail,
         "command": bool(ctx.config.renewal_command),
         "in_daemon": jobs is None,
+        **({"lease": lease} if lease is not None else {}),
     }
