@@ -315,11 +315,11 @@ def exported_key(gw: Gateway, name: str) -> bytes:
 
 
 def test_a_request_made_on_a_is_answered_on_c_and_fulfilled_everywhere(tmp_path: Path) -> None:
-    """`csr` on A is `requested` on B and C (its key sealed to them, never to the
+    """`csr` on A is `requested` on B and C (its key sealed to them, not to the
     unapproved D, which sees the record only); the CA's answer dropped on C completes
     C's copy, and A and B end with that one certificate under the request's name, with
-    its key; the engine holds no byte of the key. Deleting a request on C deletes it on
-    A and B and takes its sealed copies away."""
+    its key; the engine holds no byte of the key. A request open when D is approved
+    reaches D; deleting it on C deletes it on A, B and D and takes its sealed copies away."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
@@ -365,8 +365,10 @@ def test_a_request_made_on_a_is_answered_on_c_and_fulfilled_everywhere(tmp_path:
         gone_csr = (b.root / "state" / "outbox" / "gone-req.csr").read_bytes()
         gone = key_id(x509.load_pem_x509_csr(gone_csr).public_key())
         assert sealed_recipients(fleet)[gone] == {"gw-a", "gw-c"}
+        fleet.approved(a, "gw-d")  # approved now: the open request's key reaches it
+        wait("D has the open request", lambda: entry(stranger, "gone-req").get("status") == "requested", 60)
         c.cli("delete", "gone-req")  # C's copy: deleting it deletes the request everywhere
-        for gw in (a, b):
+        for gw in (a, b, stranger):
             wait(f"{gw.name} deletes it", lambda g=gw: entry(g, "gone-req") == {}, 60)
         assert b.events("fleet.request_withdrawn")[0]["name"] == "gone-req"
         wait("its sealed copies go", lambda: gone not in sealed_recipients(fleet), 60)
