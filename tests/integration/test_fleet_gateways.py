@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -15,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from certdrop.fleet.engine import Engine, Settings
 from certdrop.fleet.records import BUCKETS
 from support.daemon import drop
-from support.fleet import HOSTNAME, Fleet, bundle, fleet_of, leaf, serves, wait
+from support.fleet import HOSTNAME, Fleet, Gateway, bundle, fleet_of, leaf, serves, wait
 from support.process import need
 
 pytestmark = pytest.mark.real
@@ -27,19 +29,24 @@ def _binaries() -> None:
     need("nginx")
 
 
-def sealed_recipients(fleet: Fleet) -> dict[str, set[str]]:
-    """key_id -> the gateways it is sealed to, read straight from the engine."""
+def engine_entries(fleet: Fleet, bucket: str) -> dict[str, bytes]:
+    """Every current key and value of ``bucket``, read straight from the engine."""
     engine = Engine(Settings(tuple(fleet.cluster.urls)), BUCKETS)
     engine.start()
     try:
         assert engine.wait_ready(20)
-        found: dict[str, set[str]] = {}
-        for entry in engine.entries("certdrop_keys"):
-            key_id, _, recipient = entry.key.partition(".")
-            found.setdefault(key_id, set()).add(recipient)
-        return found
+        return {e.key: e.value for e in engine.entries(bucket) if e.value is not None}
     finally:
         engine.close()
+
+
+def sealed_recipients(fleet: Fleet) -> dict[str, set[str]]:
+    """key_id -> the gateways it is sealed to, read straight from the engine."""
+    found: dict[str, set[str]] = {}
+    for key in engine_entries(fleet, "certdrop_keys"):
+        key_id, _, recipient = key.partition(".")
+        found.setdefault(key_id, set()).add(recipient)
+    return found
 
 
 def key_id_of(cert_pem: bytes) -> str:
@@ -91,7 +98,7 @@ def test_one_drop_is_proven_on_every_gateway_even_when_the_stream_leader_dies(tm
 
         fleet.cluster.node(leader).start()
         fleet.cluster.node(leader).wait_healthy()
-        stored = b"".join(p.read_bytes() for p in fleet.cluster.store_files())
+        stored = fleet.cluster.stored_bytes()
         cert_line = cert.pem.splitlines()[3]
         assert cert_line in stored  # the scan sees what the engine holds...
         leaks = [f for f in secret_fragments(cert.key_pem()) if f in stored]
@@ -345,3 +352,81 @@ def test_with_the_engine_gone_a_gateway_says_so_once_and_catches_up(tmp_path: Pa
             return any(s["gateway"] == "gw-a" and s["proven"] == cert.sha256 for s in report["services"])
 
         wait("fleet status shows A's proof", a_proven, 30)
+
+
+def entry(gw: Gateway, name: str) -> dict[str, Any]:
+    """The status of certificate ``name`` on ``gw`` ({} when it has none)."""
+    return next((e for e in gw.status()["certificates"] if e["name"] == name), {})
+
+
+def exported_key(gw: Gateway, name: str) -> bytes:
+    """The private key of ``name`` as ``certdrop export`` writes it (PEM)."""
+    out = gw.root / f"{name}.export.pem"
+    gw.cli("export", name, "--out", str(out), "--no-password")
+    found = re.search(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----\n", out.read_bytes(), re.S)
+    out.unlink()
+    assert found is not None
+    return found.group(0)
+
+
+def test_a_request_made_on_a_is_answered_on_c_and_fulfilled_everywhere(tmp_path: Path) -> None:
+    """`csr` on A is `requested` on B and C (its key sealed to them, not to the
+    unapproved D, which sees the record only); the CA's answer dropped on C completes
+    C's copy, and A and B end with that one certificate under the request's name, with
+    its key; the engine holds no byte of the key. A request open when D is approved
+    reaches D; deleting it on C deletes it on A, B and D and takes its sealed copies away."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    from certdrop.pki.keys import key_id
+    from support.fleet import INTERMEDIATE, answer
+
+    with fleet_of(tmp_path, ["gw-a", "gw-b", "gw-c"], console=False) as (fleet, (a, b, c)):
+        stranger = fleet.gateway("gw-d", console=False)
+        made = json.loads(a.cli("csr", "web-req", "--cn", "req.fleet.test", "--key-type", "ec", "--json").stdout)
+        csr_pem = Path(made["csr"]).read_bytes()
+        kid = key_id(x509.load_pem_x509_csr(csr_pem).public_key())
+        for gw in (b, c):
+            wait(f"{gw.name} has the request", lambda g=gw: entry(g, "web-req").get("status") == "requested", 60)
+            assert [e["origin"] for e in gw.events("fleet.request_received")] == ["gw-a"]
+            assert (gw.root / "state" / "outbox" / "web-req.csr").read_bytes() == csr_pem
+        assert sealed_recipients(fleet)[kid] == {"gw-b", "gw-c"}  # A has it: it is A's
+        assert f"req.{kid}" in engine_entries(fleet, "certdrop_certs")
+        assert entry(stranger, "web-req") == {}  # the record, but no key to record it with
+
+        cert_pem = answer(csr_pem)
+        sha = x509.load_pem_x509_certificate(cert_pem).fingerprint(hashes.SHA256()).hex()
+        drop(c.daemon.inbox, "answer.pem", cert_pem + INTERMEDIATE.pem)
+        c.daemon.wait_for("drop.accepted", file="answer.pem")
+        answered = entry(c, "web-req")
+        assert (answered["status"], answered["sha256"]) == ("unused", sha)
+        for gw in (a, b):
+            wait(f"{gw.name} has the answer", lambda g=gw: entry(g, "web-req").get("sha256") == sha, 60)
+        for gw in (a, b, c):
+            certificates = gw.status()["certificates"]
+            assert [(e["name"], e["status"]) for e in certificates] == [("web-req", "unused")]
+            key = serialization.load_pem_private_key(exported_key(gw, "web-req"), None)
+            assert key_id(key.public_key()) == kid
+        assert not stranger.has(sha)
+
+        stored = fleet.cluster.stored_bytes()
+        assert csr_pem.splitlines()[2] in stored  # the scan sees what the engine holds...
+        key_pem = exported_key(a, "web-req")
+        assert [f for f in secret_fragments(key_pem) if f in stored] == []  # ...no key in it
+
+        b.cli("csr", "gone-req", "--cn", "gone.fleet.test", "--key-type", "ec")
+        for gw in (a, c):
+            wait(f"{gw.name} has the second request", lambda g=gw: entry(g, "gone-req").get("status") == "requested", 60)
+        gone_csr = (b.root / "state" / "outbox" / "gone-req.csr").read_bytes()
+        gone = key_id(x509.load_pem_x509_csr(gone_csr).public_key())
+        assert sealed_recipients(fleet)[gone] == {"gw-a", "gw-c"}
+        fleet.approved(a, "gw-d")  # approved now: the open request's key reaches it
+        wait("D has the open request", lambda: entry(stranger, "gone-req").get("status") == "requested", 60)
+        c.cli("delete", "gone-req")  # C's copy: deleting it deletes the request everywhere
+        for gw in (a, b, stranger):
+            wait(f"{gw.name} deletes it", lambda g=gw: entry(g, "gone-req") == {}, 60)
+        assert b.events("fleet.request_withdrawn")[0]["name"] == "gone-req"
+        wait("its sealed copies go", lambda: gone not in sealed_recipients(fleet), 60)
+        assert not (b.root / "state" / "outbox" / "gone-req.csr").exists()
+        for gw in (a, b, c, stranger):
+            assert gw.events("fleet.request_refused") == gw.events("fleet.certificate_refused") == []

@@ -3,6 +3,7 @@ a rolled-back change leaves none, and a single gateway queues nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -75,6 +76,47 @@ def test_a_rolled_back_change_leaves_no_outbox_row(tmp_path: Path) -> None:
             ctx.inventory.set_desired("web", "a", "deploying", "2026-01-01T00:00:00Z")
             raise RuntimeError("crash in the middle")
         assert tables.pending(ctx.inventory) == []
+    finally:
+        ctx.inventory.close()
+        sink.close()  # type: ignore[attr-defined]
+
+
+def test_a_request_is_queued_made_or_deleted_and_its_certificate_replaces_it(tmp_path: Path) -> None:
+    """`csr` queues the request (built with its CSR and fields, never its key); the CA's
+    answer dropped here queues the certificate and no deletion; deleting another request
+    queues the deletion of its record."""
+    from certdrop.daemon import manage
+    from certdrop.fleet.requests import record_of
+    from certdrop.intake.request import create_request
+    from certdrop.pki.fields import RequestFields
+    from support.fleet import answer
+
+    ctx, sink = open_gateway(tmp_path, fleet=True)
+    try:
+        fields = RequestFields.from_values(cn="req.fleet.test", org="Ünïcode KK", key_type="ec")
+        csr = create_request(ctx.inventory, ctx.log, ctx.config.outbox, "web", fields)
+        kid = ctx.inventory.entry("web").key_id  # type: ignore[union-attr]
+        assert [(r.kind, r.ref) for r in tables.pending(ctx.inventory)] == [("request", kid)]
+        record = record_of(ctx.inventory, kid)
+        assert record is not None and record.name == "web" and record.renews is None
+        assert record.csr_pem.encode() == csr.read_bytes()
+        assert json.loads(record.fields) == fields.to_mapping()
+        assert "PRIVATE" not in repr(record)
+
+        drop(ctx.config.inbox, "answer.pem", answer(csr.read_bytes()) + INTERMEDIATE.pem)
+        assert ctx.intake.process("answer.pem").result == "accepted"
+        web = ctx.inventory.entry("web")
+        assert web is not None and web.status == "unused" and web.sha256
+        queued = [(r.kind, r.ref) for r in tables.pending(ctx.inventory)]
+        assert queued == [("request", kid), ("certificate", web.sha256)]
+        assert record_of(ctx.inventory, kid) is None  # fulfilled: nothing left to publish
+
+        other = RequestFields.from_values(cn="gone.fleet.test", key_type="ec")
+        create_request(ctx.inventory, ctx.log, ctx.config.outbox, "gone", other)
+        gone = ctx.inventory.entry("gone").key_id  # type: ignore[union-attr]
+        manage.delete(ctx, "gone")
+        queued = [(r.kind, r.ref) for r in tables.pending(ctx.inventory)][2:]
+        assert queued == [("request", gone), ("delete", f"certdrop_certs/req.{gone}")]
     finally:
         ctx.inventory.close()
         sink.close()  # type: ignore[attr-defined]

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+
 from certdrop.services.probe import served_fingerprint
 from support.daemon import RunningDaemon
 from support.nats_cluster import NatsCluster
 from support.nginx import Nginx
-from support.pkitools import Issued, ec_key, issue
+from support.pkitools import Issued, ec_key, issue, sign_csr
 from support.process import free_port
 
 ROOT = issue("Fleet Test Root", ec_key(700), ca=True)
@@ -29,6 +31,11 @@ HOSTNAME = "console.fleet.test"
 
 def leaf(slot: int, *names: str) -> Issued:
     return issue(names[0], ec_key(710 + slot), INTERMEDIATE, sans=names)
+
+
+def answer(csr_pem: bytes) -> bytes:
+    """The test CA's certificate for a CSR (PEM, without the chain)."""
+    return sign_csr(csr_pem, INTERMEDIATE).public_bytes(serialization.Encoding.PEM)
 
 
 def bundle(cert: Issued) -> bytes:

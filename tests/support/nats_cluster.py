@@ -9,6 +9,7 @@ the facts behind the config.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -163,6 +164,16 @@ class NatsCluster(Service):
     def store_files(self) -> list[Path]:
         """Every file in every node's JetStream store (for scanning what the engine holds)."""
         return sorted(p for node in self.nodes for p in node.store.rglob("*") if p.is_file())
+
+    def stored_bytes(self) -> bytes:
+        """What every node's JetStream store holds now, as one byte string. A running
+        server removes its temporary files (``_test_*``) at any moment: one gone between
+        listing and reading held nothing to scan."""
+        found = []
+        for path in self.store_files():
+            with contextlib.suppress(FileNotFoundError):
+                found.append(path.read_bytes())
+        return b"".join(found)
 
     def stop(self) -> None:
         errors = []

@@ -109,6 +109,25 @@ def issue(
     return Issued(cert, key)
 
 
+def sign_csr(csr_pem: bytes, issuer: Issued) -> x509.Certificate:
+    """What a CA answers to a CSR: its subject, public key and SANs, signed by ``issuer``."""
+    csr = x509.load_pem_x509_csr(csr_pem)
+    assert csr.is_signature_valid
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(issuer.cert.subject)
+        .public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=90))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    )
+    with_sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    builder = builder.add_extension(with_sans.value, critical=False)
+    return builder.sign(issuer.key, hashes.SHA256())
+
+
 @dataclass(frozen=True)
 class Hierarchy:
     """root -> intermediate(s) -> leaf, all freshly made."""

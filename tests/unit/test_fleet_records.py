@@ -23,13 +23,17 @@ from certdrop.fleet.records import (
     Lease,
     Member,
     RecordError,
+    Request,
     SealedKey,
     ServiceState,
     canonical,
     decode,
 )
+from certdrop.pki.fields import RequestFields
 
 A = Gw("gw-a")
+FIELDS = canonical(RequestFields.from_values(cn="www.example.test", org="Ëxample").to_mapping())
+CSR = "-----BEGIN CERTIFICATE REQUEST-----\n"
 
 SAMPLES = [
     Identity("gw-a", A.sign_key, "0.1.0"),
@@ -38,6 +42,7 @@ SAMPLES = [
     Heartbeat("gw-a", "0.1.0", ("admin-console", "mta")),
     Certificate(sha("c"), "wëb console", sha("k"), "-----BEGIN CERTIFICATE-----\n", "", sha("old")),
     SealedKey(sha("k"), "gw-b", "c2VhbGVk"),
+    Request(sha("k"), "本番 web", CSR, FIELDS.decode(), sha("old")),
     Assignment("*", "admin-console", sha("c"), "web"),
     Assignment("gw-b", "admin-console", None, "web"),
     ServiceState("gw-a", "admin-console", "https", sha("c"), None, "pending", "reloading"),
@@ -141,6 +146,40 @@ def test_oversized_records_are_refused_before_parsing() -> None:
     """A record larger than the engine's message limit is refused by its size alone."""
     with pytest.raises(RecordError, match="more than"):
         decode(b" " * (MAX_RECORD_BYTES + 1), "certdrop_certs", sha("c"))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ('{"cn":"x.test"', "canonical JSON"),  # not JSON
+        ('{"cn": "x.test"}', "canonical JSON"),  # JSON, not its one canonical form
+        ('{"cn":"x.test","colour":"red"}', "canonical JSON"),  # a key no request has
+        ('{"cn":"","sans":[]}', "canonical JSON"),  # a request drop would refuse it
+        ('"x.test"', "canonical JSON"),
+        (None, "canonical JSON"),
+    ],
+)
+def test_a_request_with_bad_fields_is_refused(fields: object, message: str) -> None:
+    """A request's fields must be the canonical JSON of fields a request drop accepts."""
+    env = A.sign(Request(sha("k"), "web", CSR, "", None))
+    doc = _doc(env)
+    doc["data"]["fields"] = fields  # type: ignore[index]
+    with pytest.raises(RecordError, match=message):
+        decode(_raw(doc), "certdrop_certs", f"req.{sha('k')}")
+
+
+def test_a_request_is_keyed_by_its_key_and_every_problem_named() -> None:
+    """A request lives under req.KEY_ID in the certificates bucket; a copy under another
+    key is refused, and bad fields are all named at once."""
+    env = A.sign(Request(sha("k"), "web", CSR, FIELDS.decode(), None))
+    assert env.record.kv_key() == f"req.{sha('k')}"
+    with pytest.raises(RecordError, match="found under"):
+        decode(env.encode(), "certdrop_certs", f"req.{sha('j')}")
+    doc = _doc(env)
+    doc["data"].update(key_id="K", name="a/b", csr_pem="é", renews="")  # type: ignore[attr-defined]
+    with pytest.raises(RecordError) as caught:
+        decode(_raw(doc), "certdrop_certs", f"req.{sha('k')}")
+    assert len(caught.value.problems) == 4
 
 
 def test_unsigned_envelopes_do_not_encode() -> None:

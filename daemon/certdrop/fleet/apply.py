@@ -8,8 +8,12 @@
 - The assignment in force for each local service (:func:`rules.effective_assignment`) is
   deployed with the local reconcile, once per decision; an unassignment (no certificate)
   releases the service as ``certdrop unassign`` does here.
-- Keys this gateway holds are sealed to approved gateways that lack them, when this
-  gateway published the certificate or approved the recipient.
+- Requests (CSRs) made on other gateways are recorded here (:mod:`certdrop.fleet.requests`);
+  a certificate for a request made here pairs with it by key (no key is sealed to the
+  gateway that made it: it has the key).
+- Keys this gateway holds (of certificates and of requests) are sealed to approved
+  gateways that lack them, when this gateway published the certificate or request, or
+  approved the recipient.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import TYPE_CHECKING
 
 from certdrop.errors import UserError
 from certdrop.fleet.crypto import SealError, seal
-from certdrop.fleet.records import Assignment, Certificate, SealedKey
+from certdrop.fleet.records import Assignment, Certificate, Request, SealedKey
+from certdrop.fleet.requests import RequestSync
 from certdrop.fleet.rules import effective_assignment, keys_to_seal
 from certdrop.intake.work import Outcome
 from certdrop.services import reconcile, release
@@ -34,10 +39,19 @@ class Applier:
     def __init__(self, node: FleetNode) -> None:
         self.node = node
         self.refused: set[str] = set()  # certificates refused here (said once)
+        self.requests = RequestSync(node)
 
     def changed(self, buckets: set[str]) -> None:
         if buckets & {"certdrop_gateways", "certdrop_certs", "certdrop_keys"}:
             self.certificates()
+            if self.node.intake is not None:
+                certified = {
+                    e.record.key_id
+                    for e in self.node.view.certificates(self.node.reject).values()
+                    if isinstance(e.record, Certificate)
+                }
+                self.requests.receive(certified)
+                self.requests.withdraw(certified)
             self.seal()
         if buckets & {"certdrop_gateways", "certdrop_certs", "certdrop_keys", "certdrop_assign"}:
             self.assignments()
@@ -55,14 +69,16 @@ class Applier:
             if sha256 in self.refused or inv.entry_by_sha256(sha256) is not None:
                 continue
             box = sealed.get((record.key_id, node.me))
-            if box is None:
+            key_pem = b""  # none: a key here already (a request made here) pairs with it
+            if box is None and inv.key_pem_for(record.key_id) is None:
                 continue  # not (yet) sealed to this gateway: nothing it could deploy
-            assert isinstance(box.record, SealedKey)
-            try:
-                key_pem = node.key.open(box.record)
-            except SealError as exc:
-                self._refuse(sha256, record.name, env.by, "sealed_key", str(exc))
-                continue
+            if box is not None:
+                assert isinstance(box.record, SealedKey)
+                try:
+                    key_pem = node.key.open(box.record)
+                except SealError as exc:
+                    self._refuse(sha256, record.name, env.by, "sealed_key", str(exc))
+                    continue
             bundle = b"".join((record.cert_pem.encode(), record.chain_pem.encode(), key_pem))
             outcome = node.intake.take_bytes(bundle, f"{record.name}.pem")
             del key_pem, bundle
@@ -183,17 +199,27 @@ class Applier:
             entry = inv.entry_by_sha256(sha256)
             if entry is not None:
                 mine.setdefault(record.key_id, entry.name)
+        requests = node.view.requests(node.reject)
+        for key_id in requests:
+            wanted = inv.request_for_key(key_id)
+            if wanted is not None:
+                mine.setdefault(key_id, wanted.name)
         recipients = [g for g in membership.approved if g != node.me]
         todo = keys_to_seal(mine, recipients, sealed)
+        # Who seals a key: whoever made its request, else whoever published its certificate.
         origin = {
-            env.record.key_id: env.by
-            for env in certs.values()
-            if isinstance(env.record, Certificate)
+            e.record.key_id: e.by for e in certs.values() if isinstance(e.record, Certificate)
         }
-        todo = [(k, r) for k, r in todo if r != origin.get(k)]  # its publisher has it
+        holders = set(origin.items())
+        for key_id, env in requests.items():
+            assert isinstance(env.record, Request)
+            origin[key_id] = env.by
+            holders.add((key_id, env.by))
+        todo = [(k, r) for k, r in todo if (k, r) not in holders]  # its publisher has it
         for key_id, recipient in todo[:SEAL_BATCH]:
             # Sealing is everyone's right but one gateway's job, so N gateways don't all
-            # seal the same key: the publisher of the certificate, or the approver.
+            # seal the same key: the maker of its request or publisher of its certificate,
+            # or the recipient's approver.
             if origin.get(key_id) != node.me and membership.approved_by.get(recipient) != node.me:
                 continue
             key_pem = inv.key_pem(mine[key_id])

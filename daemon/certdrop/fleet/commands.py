@@ -277,6 +277,11 @@ def revoke(ctx: Context, node: FleetNode, gateway: str) -> str:
         for sha, e in certs.items()
         if e.record.key_id in held  # type: ignore[attr-defined]
     )
+    names += sorted(  # requests still open: their keys went to it as well
+        f"{e.record.name} (request)"  # type: ignore[attr-defined]
+        for kid, e in node.view.requests(node.reject).items()
+        if kid in held and all(c.record.key_id != kid for c in certs.values())  # type: ignore[attr-defined]
+    )
     text = f"revoked {gateway}; no key is sealed to it from now on.\n"
     text += f"It held {len(held)} key(s): {', '.join(names) or 'none'}.\n"
     if names:

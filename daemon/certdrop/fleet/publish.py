@@ -14,7 +14,7 @@ import concurrent.futures
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from certdrop.fleet import trust
+from certdrop.fleet import requests, trust
 from certdrop.fleet.crypto import verify
 from certdrop.fleet.kv import (
     Decision,
@@ -33,6 +33,7 @@ from certdrop.fleet.records import (
     Identity,
     Lease,
     Member,
+    Record,
     RecordError,
     ServiceState,
     decode,
@@ -248,7 +249,7 @@ class Publisher:
             old = inv.entry(entry.renews) if entry.renews else None
             if old is not None and old.sha256:
                 self._carry_decisions(old.sha256, entry.sha256 or ref, entry.name)
-            record: Certificate | ServiceState = Certificate(
+            record: Record = Certificate(
                 sha256=ref,
                 name=entry.name,
                 key_id=entry.key_id,
@@ -256,6 +257,11 @@ class Publisher:
                 chain_pem=(entry.chain_pem or b"").decode("ascii"),
                 renews=old.sha256 if old is not None else None,
             )
+        elif kind == "request":
+            wanted = requests.record_of(inv, ref)
+            if wanted is None:
+                return None
+            record = wanted
         elif kind == "service":
             service = node.ctx.config.services.get(ref)
             row = inv.service(ref)

@@ -14,24 +14,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Self
 
-from certdrop.config import GATEWAY_NAME
+from certdrop.fleet import checks as c
+from certdrop.fleet.checks import ALL as ALL  # re-exported: the "every gateway" target
+from certdrop.fleet.checks import Check, canonical
 
 VERSION = 1
 MAX_RECORD_BYTES = 1_000_000  # NATS' default max_payload is 1 MiB; a chain is a few kB
-MAX_PEM_CHARS = 512_000
-ALL = "*"  # an assignment for this service on every gateway that has it
 _ALL_TOKEN = "_all_"  # noqa: S105 - not a password; how "*" appears in a key ("*" is a NATS wildcard)
-
-SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # as config.py allows
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_MAX_STAMP = 2**53  # stays exact in every JSON reader
-
-
-Check = Callable[[Any], str]  # a field check: the problem, or "" when the value is fine
 
 
 class RecordError(ValueError):
@@ -40,84 +33,6 @@ class RecordError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("; ".join(problems))
-
-
-def canonical(value: Mapping[str, Any]) -> bytes:
-    """The one byte form of a JSON object: sorted keys, no spaces, ASCII, ints only."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
-
-
-# -- field checks (each returns the problem, or "" when the value is fine) ---------------
-
-
-def _gateway(v: Any) -> str:
-    ok = isinstance(v, str) and GATEWAY_NAME.fullmatch(v)
-    return "" if ok else "must be a gateway name (letters, digits, '_', '-'; 1-63)"
-
-
-def _target(v: Any) -> str:
-    return "" if v == ALL else _gateway(v)
-
-
-def _service(v: Any) -> str:
-    ok = isinstance(v, str) and SERVICE_NAME.fullmatch(v)
-    return "" if ok else "must be a service name"
-
-
-def _sha256(v: Any) -> str:
-    ok = isinstance(v, str) and _HEX64.fullmatch(v)
-    return "" if ok else "must be 64 lowercase hex digits"
-
-
-def _sha256_or_none(v: Any) -> str:
-    return "" if v is None else _sha256(v)
-
-
-def _hex32(v: Any) -> str:
-    ok = isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v)
-    return "" if ok else "must be a 32-byte key as 64 lowercase hex digits"
-
-
-def _name(v: Any) -> str:
-    ok = (
-        isinstance(v, str)
-        and 1 <= len(v) <= 128
-        and "/" not in v
-        and all(c.isprintable() for c in v)
-    )
-    return "" if ok else "must be a certificate name (1-128 printable characters, no '/')"
-
-
-def _text(limit: int) -> Check:
-    def check(v: Any) -> str:
-        ok = isinstance(v, str) and len(v) <= limit and v.isascii()
-        return "" if ok else f"must be ASCII text of at most {limit} characters"
-
-    return check
-
-
-def _stamp(v: Any) -> str:
-    ok = isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _MAX_STAMP
-    return "" if ok else "must be milliseconds since the epoch"
-
-
-def _one_of(*allowed: str) -> Check:
-    def check(v: Any) -> str:
-        return "" if v in allowed else f"must be one of {', '.join(allowed)}"
-
-    return check
-
-
-def _names(v: Any) -> str:
-    ok = isinstance(v, list) and len(v) <= 256 and all(not _service(s) for s in v)
-    return "" if ok else "must be a list of service names"
-
-
-_PEM = _text(MAX_PEM_CHARS)
-_SHORT = _text(64)
-_DETAIL = _text(500)
 
 
 class Record:
@@ -155,9 +70,9 @@ class Identity(Record):
     KIND = "identity"
     BUCKET = "certdrop_gateways"
     CHECKS: ClassVar[Mapping[str, Check]] = {
-        "gateway": _gateway,
-        "sign_key": _hex32,
-        "version": _SHORT,
+        "gateway": c.gateway,
+        "sign_key": c.hex32,
+        "version": c.SHORT,
     }
     gateway: str
     sign_key: str  # Ed25519 public key, hex; the X25519 sealing key derives from it
@@ -173,7 +88,7 @@ class Founder(Record):
 
     KIND = "founder"
     BUCKET = "certdrop_gateways"
-    CHECKS: ClassVar[Mapping[str, Check]] = {"gateway": _gateway, "sign_key": _hex32}
+    CHECKS: ClassVar[Mapping[str, Check]] = {"gateway": c.gateway, "sign_key": c.hex32}
     gateway: str
     sign_key: str
 
@@ -188,9 +103,9 @@ class Member(Record):
     KIND = "member"
     BUCKET = "certdrop_gateways"
     CHECKS: ClassVar[Mapping[str, Check]] = {
-        "gateway": _gateway,
-        "sign_key": _hex32,
-        "state": _one_of("approved", "revoked"),
+        "gateway": c.gateway,
+        "sign_key": c.hex32,
+        "state": c.one_of("approved", "revoked"),
     }
     gateway: str
     sign_key: str  # the identity decided on; a new key needs a new approval
@@ -207,9 +122,9 @@ class Heartbeat(Record):
     KIND = "heartbeat"
     BUCKET = "certdrop_gateways"
     CHECKS: ClassVar[Mapping[str, Check]] = {
-        "gateway": _gateway,
-        "version": _SHORT,
-        "services": _names,
+        "gateway": c.gateway,
+        "version": c.SHORT,
+        "services": c.names,
     }
     gateway: str
     version: str
@@ -226,12 +141,12 @@ class Certificate(Record):
     KIND = "certificate"
     BUCKET = "certdrop_certs"
     CHECKS: ClassVar[Mapping[str, Check]] = {
-        "sha256": _sha256,
-        "name": _name,
-        "key_id": _sha256,
-        "cert_pem": _PEM,
-        "chain_pem": _PEM,
-        "renews": _sha256_or_none,
+        "sha256": c.sha256,
+        "name": c.name,
+        "key_id": c.sha256,
+        "cert_pem": c.PEM,
+        "chain_pem": c.PEM,
+        "renews": c.sha256_or_none,
     }
     sha256: str
     name: str  # the name it had where it was accepted; a suggestion elsewhere
@@ -245,15 +160,39 @@ class Certificate(Record):
 
 
 @dataclass(frozen=True)
+class Request(Record):
+    """A CSR one gateway made, waiting for its CA; one key, one request (never rewritten).
+    Its private key travels as a SealedKey under the same ``key_id``."""
+
+    KIND = "request"
+    BUCKET = "certdrop_certs"
+    CHECKS: ClassVar[Mapping[str, Check]] = {
+        "key_id": c.sha256,
+        "name": c.name,
+        "csr_pem": c.text(64_000),
+        "fields": c.request_fields,
+        "renews": c.sha256_or_none,
+    }
+    key_id: str  # sha256 of the CSR's public key
+    name: str  # the name it has where it was made; a suggestion elsewhere
+    csr_pem: str
+    fields: str  # RequestFields.to_mapping() as canonical JSON; "" when it has none
+    renews: str | None  # the fingerprint of the certificate a renewal request renews
+
+    def kv_key(self) -> str:
+        return f"req.{self.key_id}"
+
+
+@dataclass(frozen=True)
 class SealedKey(Record):
     """A private key sealed to one gateway's X25519 key (the engine sees ciphertext only)."""
 
     KIND = "sealed_key"
     BUCKET = "certdrop_keys"
     CHECKS: ClassVar[Mapping[str, Check]] = {
-        "key_id": _sha256,
-        "recipient": _gateway,
-        "sealed": _text(64_000),
+        "key_id": c.sha256,
+        "recipient": c.gateway,
+        "sealed": c.text(64_000),
     }
     key_id: str
     recipient: str
@@ -270,10 +209,10 @@ class Assignment(Record):
     KIND = "assignment"
     BUCKET = "certdrop_assign"
     CHECKS: ClassVar[Mapping[str, Check]] = {
-        "gateway": _target,
-        "service": _service,
-        "sha256": _sha256_or_none,
-        "name": _name,
+        "gateway": c.target,
+        "service": c.service,
+        "sha256": c.sha256_or_none,
+        "name": c.name,
     }
     gateway: str  # a gateway name or "*"
     service: str
@@ -292,13 +231,13 @@ class ServiceState(Record):
     KIND = "service"
     BUCKET = "certdrop_services"
     CHECKS: ClassVar[Mapping[str, Check]] = {
-        "gateway": _gateway,
-        "service": _service,
-        "role": _SHORT,
-        "desired": _sha256_or_none,
-        "proven": _sha256_or_none,
-        "state": _one_of("ok", "pending", "failed"),
-        "detail": _DETAIL,
+        "gateway": c.gateway,
+        "service": c.service,
+        "role": c.SHORT,
+        "desired": c.sha256_or_none,
+        "proven": c.sha256_or_none,
+        "state": c.one_of("ok", "pending", "failed"),
+        "detail": c.DETAIL,
     }
     gateway: str
     service: str
@@ -319,9 +258,9 @@ class Lease(Record):
     KIND = "lease"
     BUCKET = "certdrop_leases"
     CHECKS: ClassVar[Mapping[str, Check]] = {
-        "sha256": _sha256,
-        "holder": _gateway,
-        "expires": _stamp,
+        "sha256": c.sha256,
+        "holder": c.gateway,
+        "expires": c.stamp,
     }
     sha256: str
     holder: str
@@ -339,6 +278,7 @@ KINDS: Mapping[str, type[Record]] = {
         Member,
         Heartbeat,
         Certificate,
+        Request,
         SealedKey,
         Assignment,
         ServiceState,
@@ -405,9 +345,9 @@ def decode(raw: bytes, bucket: str, key: str) -> Envelope:
         problems.append(f"unknown kind {doc.get('kind')!r}")
     elif bucket != kind.BUCKET or doc.get("bucket") != bucket:
         problems.append(f"a {kind.KIND} record does not belong in {bucket}")
-    if problem := _gateway(doc.get("by")):
+    if problem := c.gateway(doc.get("by")):
         problems.append(f"by {problem}")
-    if problem := _stamp(doc.get("at")):
+    if problem := c.stamp(doc.get("at")):
         problems.append(f"at {problem}")
     sig = doc.get("sig")
     if not (isinstance(sig, str) and re.fullmatch(r"[0-9a-f]{128}", sig)):

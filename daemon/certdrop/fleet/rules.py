@@ -4,7 +4,7 @@ The conflict rule (README "Fleet"):
 - One certificate is one fingerprint. A certificate record is keyed by the sha256 of its
   DER, so two gateways that accept the same certificate write the same key; the first
   write stands and the second finds it done. A sealed key is likewise one per
-  (key, recipient). Neither is ever overwritten.
+  (key, recipient), a request one per key. None is ever overwritten.
 - Every other record is a decision, ordered by ``(at, by, bytes)``: the later stamp wins,
   a tie goes to the greater gateway name, and a tie of both (one gateway, one
   millisecond) to the greater canonical bytes. Every reader computes the same winner from
@@ -23,7 +23,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from certdrop.errors import UserError
-from certdrop.fleet.records import ALL, Assignment, Certificate, Envelope, Lease, SealedKey
+from certdrop.fleet.records import (
+    ALL,
+    Assignment,
+    Certificate,
+    Envelope,
+    Lease,
+    Request,
+    SealedKey,
+)
 
 Action = Literal["write", "done", "superseded"]
 LEASE_GRACE_MS = 60_000  # how far two gateways' clocks may disagree about a lease's end
@@ -48,8 +56,8 @@ def publish_action(current: Envelope | None, mine: Envelope) -> Action:
     """
     if current is None:
         return "write"
-    if isinstance(mine.record, Certificate | SealedKey):
-        return "done"  # immutable: one fingerprint, one sealed copy per recipient
+    if isinstance(mine.record, Certificate | Request | SealedKey):
+        return "done"  # immutable: one fingerprint, one request per key, one sealed copy each
     if current.record == mine.record and current.stamp == mine.stamp:
         return "done"
     return "write" if order(mine) > order(current) else "superseded"

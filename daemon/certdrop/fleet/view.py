@@ -25,6 +25,7 @@ from certdrop.fleet.records import (
     Member,
     Record,
     RecordError,
+    Request,
     SealedKey,
     ServiceState,
     decode,
@@ -44,6 +45,7 @@ class FleetView:
     )
     revisions: dict[tuple[str, str], int] = field(default_factory=dict)
     membership: Membership = trust.EMPTY
+    withdrawn: set[str] = field(default_factory=set)  # key ids of requests deleted; applied
     _reported: set[tuple[str, str, int]] = field(default_factory=set)
     # (bucket, key) -> (revision, signer key, verdict): a record's signature is checked
     # once per revision and signer, not at every look (heartbeats arrive all the time).
@@ -61,6 +63,9 @@ class FleetView:
             bucket = self.records.setdefault(e.bucket, {})
             if e.value is None:
                 if bucket.pop(e.key, None) is not None:
+                    changed.add(e.bucket)
+                if e.bucket == Request.BUCKET and e.key.startswith("req."):
+                    self.withdrawn.add(e.key.removeprefix("req."))  # also one never seen
                     changed.add(e.bucket)
                 continue
             try:
@@ -143,6 +148,13 @@ class FleetView:
             e.record.sha256: e
             for e in self.checked(Certificate, reject)
             if isinstance(e.record, Certificate)
+        }
+
+    def requests(self, reject: Reject | None) -> dict[str, Envelope]:
+        return {
+            e.record.key_id: e
+            for e in self.checked(Request, reject)
+            if isinstance(e.record, Request)
         }
 
     def sealed(self, reject: Reject | None) -> dict[tuple[str, str], Envelope]:

@@ -1,8 +1,9 @@
 """The inventory's fleet tables: the outbox, the pinned founder, the decisions applied.
 
-The outbox is filled by triggers, so a certificate recorded or a service changed puts
-its row in the outbox in the very transaction that made the change, whichever code made
-it (intake, deploy, renewal, a CLI command with the daemon stopped). A trigger row names
+The outbox is filled by triggers, so a certificate or request recorded, a request
+deleted or a service changed puts its row in the outbox in the very transaction that
+made the change, whichever code made it (intake, deploy, renewal, a CLI command with the
+daemon stopped). A trigger row names
 what changed (``kind``, ``ref``); the record is built from the inventory when it is
 published, so it carries the latest state. Decisions made here (assignments, approvals)
 are signed when made and queued with their bytes. A row goes when the engine has it.
@@ -17,8 +18,8 @@ from certdrop.store.inventory import Inventory
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fleet_outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,          -- certificate | service | record
-    ref TEXT NOT NULL,           -- sha256, service name, or bucket/key of a signed record
+    kind TEXT NOT NULL,          -- certificate | request | service | record | delete
+    ref TEXT NOT NULL,           -- sha256, key_id, service name, or bucket/key
     record BLOB,                 -- the signed bytes (kind = record), else built at publish
     queued TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
     UNIQUE (kind, ref)
@@ -39,6 +40,20 @@ BEGIN
   DELETE FROM fleet_outbox WHERE kind = 'certificate' AND ref = NEW.sha256;
   INSERT INTO fleet_outbox (kind, ref) VALUES ('certificate', NEW.sha256);
 END;
+CREATE TRIGGER IF NOT EXISTS fleet_request_recorded AFTER INSERT ON certificates
+WHEN NEW.status = 'requested'
+BEGIN
+  DELETE FROM fleet_outbox WHERE kind = 'request' AND ref = NEW.key_id;
+  INSERT INTO fleet_outbox (kind, ref) VALUES ('request', NEW.key_id);
+END;
+-- A request deleted (not one fulfilled: the certificate replaces its row by INSERT OR
+-- REPLACE, which fires no delete trigger while recursive_triggers is off).
+CREATE TRIGGER IF NOT EXISTS fleet_request_deleted AFTER DELETE ON certificates
+WHEN OLD.status = 'requested'
+BEGIN
+  DELETE FROM fleet_outbox WHERE kind = 'delete' AND ref = 'certdrop_certs/req.' || OLD.key_id;
+  INSERT INTO fleet_outbox (kind, ref) VALUES ('delete', 'certdrop_certs/req.' || OLD.key_id);
+END;
 CREATE TRIGGER IF NOT EXISTS fleet_service_added AFTER INSERT ON services
 BEGIN
   DELETE FROM fleet_outbox WHERE kind = 'service' AND ref = NEW.name;
@@ -50,7 +65,13 @@ BEGIN
   INSERT INTO fleet_outbox (kind, ref) VALUES ('service', NEW.name);
 END;
 """
-_TRIGGER_NAMES = ("fleet_certificate_recorded", "fleet_service_added", "fleet_service_changed")
+_TRIGGER_NAMES = (
+    "fleet_certificate_recorded",
+    "fleet_request_recorded",
+    "fleet_request_deleted",
+    "fleet_service_added",
+    "fleet_service_changed",
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +110,12 @@ def queue_delete(inventory: Inventory, bucket: str, key: str) -> None:
     inventory.db.execute(
         "INSERT OR REPLACE INTO fleet_outbox (kind, ref) VALUES ('delete', ?)", (f"{bucket}/{key}",)
     )
+
+
+def forget(inventory: Inventory, kind: str, ref: str) -> None:
+    """Unqueue what a trigger just queued for a change that came from the fleet (a
+    request received or withdrawn here is not this gateway's to publish)."""
+    inventory.db.execute("DELETE FROM fleet_outbox WHERE kind = ? AND ref = ?", (kind, ref))
 
 
 def pending(inventory: Inventory, limit: int = 200, after: int = 0) -> list[Queued]:
