@@ -107,11 +107,17 @@ def test_one_drop_is_proven_on_every_gateway_even_when_the_stream_leader_dies(tm
 
 def test_assign_star_from_b_reaches_all_unapproved_gets_nothing_revoked_no_more(tmp_path: Path) -> None:
     """`assign NAME '*/admin-console'` on B deploys on A, B and C; a gateway nobody
-    approved never has a key sealed to it; after `fleet revoke gw-c` a new certificate's
+    approved (an approval naming it with an unknown name is refused whole) never has a
+    key sealed to it; after `fleet revoke gw-c` a new certificate's
     key is sealed to A and B only and C never receives it."""
     with fleet_of(tmp_path, ["gw-a", "gw-b", "gw-c"]) as (fleet, (a, b, c)):
         stranger = fleet.gateway("gw-d")
         wait("gw-d asks to join", lambda: any(g["gateway"] == "gw-d" for g in a.fleet_status()["gateways"]))
+        # (fleet_of approved B and C with one `fleet approve gw-b gw-c`.) All or none: a
+        # name that never asked stops the whole approval, so gw-d stays pending.
+        refused = a.cli("fleet", "approve", "gw-d", "gw-nobody", check=False)
+        assert refused.returncode == 1 and "'gw-nobody' asked to join" in refused.stderr
+        assert "Traceback" not in refused.stderr
         other = leaf(2, "other.fleet.test")  # no hostname rule picks this one
         drop(b.daemon.inbox, "other.pem", bundle(other))
         b.daemon.wait_for("drop.accepted", file="other.pem")

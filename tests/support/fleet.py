@@ -171,8 +171,7 @@ class Fleet:
         """Approve ``names`` from ``by`` and wait until ``by`` sees them all approved."""
         wanted = set(names)
         wait(f"{sorted(wanted)} asked to join", lambda: wanted <= set(_states(by)), 120)
-        for name in names:
-            by.cli("fleet", "approve", name)
+        by.cli("fleet", "approve", *names)
         wait(
             f"{sorted(wanted)} approved",
             lambda: all(_states(by).get(n) == "approved" for n in wanted),

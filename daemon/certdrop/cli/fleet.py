@@ -1,4 +1,4 @@
-"""``certdrop fleet status [--json] | approve GATEWAY | revoke GATEWAY``."""
+"""``certdrop fleet status [--json] | approve GATEWAY... | revoke GATEWAY``."""
 
 from __future__ import annotations
 
@@ -19,13 +19,16 @@ def add_parser(sub: Subparsers) -> None:
     st = verbs.add_parser("status", help="every gateway and service of the fleet, what disagrees")
     st.add_argument("--json", action="store_true", help="print the JSON object")
     st.set_defaults(handler=status)
-    for verb, text in (
-        ("approve", "let a gateway in: it is sealed the fleet's keys"),
-        ("revoke", "stop sealing keys to a gateway; says which keys it held"),
-    ):
-        p = verbs.add_parser(verb, help=text)
-        p.add_argument("gateway", metavar="GATEWAY", help="the gateway's name in `fleet status`")
-        p.set_defaults(handler=decide)
+    ap = verbs.add_parser(
+        "approve", help="let gateways in: each is sealed the fleet's keys (all or none)"
+    )
+    ap.add_argument(
+        "gateways", nargs="+", metavar="GATEWAY", help="a gateway's name in `fleet status`"
+    )
+    ap.set_defaults(handler=decide)
+    rv = verbs.add_parser("revoke", help="stop sealing keys to a gateway; says which keys it held")
+    rv.add_argument("gateway", metavar="GATEWAY", help="the gateway's name in `fleet status`")
+    rv.set_defaults(handler=decide)
 
 
 def _fleet_mode(config: configuration.Config) -> None:
@@ -49,6 +52,7 @@ def status(config: configuration.Config, args: argparse.Namespace) -> int:
 
 def decide(config: configuration.Config, args: argparse.Namespace) -> int:
     _fleet_mode(config)
-    output = run_command(config, f"fleet_{args.verb}", {"gateway": args.gateway})
+    named = {"gateways": args.gateways} if args.verb == "approve" else {"gateway": args.gateway}
+    output = run_command(config, f"fleet_{args.verb}", named)
     sys.stdout.write(output if output.endswith("\n") else output + "\n")
     return 0

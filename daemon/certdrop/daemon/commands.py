@@ -114,8 +114,11 @@ def renew(ctx: Context, args: dict[str, Any]) -> str:
 
 
 def fleet_approve(ctx: Context, args: dict[str, Any]) -> str:
-    gateway = str(args["gateway"])
-    return fleet.run(ctx, lambda node: fleet.approve(ctx, node, gateway))
+    raw = args.get("gateways", [args.get("gateway")])
+    gateways = [str(g) for g in raw] if isinstance(raw, list) else []
+    if not gateways or not all(gateways):
+        raise UserError("fleet approve needs at least one GATEWAY")
+    return fleet.run(ctx, lambda node: fleet.approve(ctx, node, gateways))
 
 
 def fleet_revoke(ctx: Context, args: dict[str, Any]) -> str:

@@ -227,26 +227,38 @@ def unassign(ctx: Context, node: FleetNode, targets: list[str]) -> list[dict[str
 
 
 # -- approve / revoke ---------------------------------------------------------------------
-def approve(ctx: Context, node: FleetNode, gateway: str) -> str:
+def approve(ctx: Context, node: FleetNode, gateways: list[str]) -> str:
+    """Approve every gateway named, or none: each must have asked to join (one already
+    approved is said so and skipped). One transaction, one publish, however many."""
     m = node.view.membership
     if node.me not in m.approved:
         raise UserError(f"{node.me} is not approved itself, so it cannot approve others")
-    key = m.pending.get(gateway)
-    if key is None:
-        if gateway in m.approved:
-            return f"{gateway} is already approved (by {m.approved_by.get(gateway)})"
+    unknown = [g for g in gateways if g not in m.pending and g not in m.approved]
+    if unknown:
         raise UserError(
-            f"no gateway {gateway!r} asked to join; start certdrop there with this fleet's "
-            "[fleet] servers first (`certdrop fleet status` lists who asked)"
+            f"no gateway {', '.join(map(repr, unknown))} asked to join, so none was approved; "
+            "start certdrop there with this fleet's [fleet] servers first (`certdrop fleet "
+            "status` lists who asked)"
         )
-    env = node.sign(Member(gateway, key.sign_key, "approved"))
-    with ctx.inventory.transaction():
-        tables.queue_record(ctx.inventory, env.record.BUCKET, env.record.kv_key(), env.encode())
-    node.publisher.drain()
-    return (
-        f"approved {gateway} ({key.fingerprint}); this gateway seals the fleet's keys to it "
-        "once the approval is published"
-    )
+    lines, envelopes = [], []
+    for gateway in dict.fromkeys(gateways):  # in the order given, each once
+        key = m.pending.get(gateway)
+        if key is None:
+            lines.append(f"{gateway} is already approved (by {m.approved_by.get(gateway)})")
+            continue
+        envelopes.append(node.sign(Member(gateway, key.sign_key, "approved")))
+        lines.append(
+            f"approved {gateway} ({key.fingerprint}); this gateway seals the fleet's keys to "
+            "it once the approval is published"
+        )
+    if envelopes:
+        with ctx.inventory.transaction():
+            for env in envelopes:
+                tables.queue_record(
+                    ctx.inventory, env.record.BUCKET, env.record.kv_key(), env.encode()
+                )
+        node.publisher.drain()
+    return "\n".join(lines)
 
 
 def revoke(ctx: Context, node: FleetNode, gateway: str) -> str:
