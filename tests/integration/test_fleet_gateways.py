@@ -261,7 +261,8 @@ def test_manual_renew_honours_the_lease_and_unassign_reaches_every_gateway(tmp_p
     """`renew` on B while A holds the renewal lease is refused naming A and the lease's
     end, with and without B's daemon; `--take-over` takes the lease and renews. Then
     `unassign '*/admin-console'` on B releases the service on A, B and C (C stopped
-    meanwhile catches up at start), leaving the served files as they are."""
+    meanwhile catches up at start), leaving the served files as they are. A target naming
+    an unknown gateway or service stops `assign` and `unassign` whole."""
     renewal = '[renewal]\ncommand = ["sh", "-c", "exit 0"]\n'  # hands off; the CA is not the point
     with fleet_of(tmp_path, ["gw-a", "gw-b", "gw-c"], extra_config=renewal) as (_, (a, b, c)):
         cert = leaf(7, HOSTNAME)
@@ -292,6 +293,8 @@ def test_manual_renew_honours_the_lease_and_unassign_reaches_every_gateway(tmp_p
         assert "no gateway named 'gw-x' in the fleet" in bad
         bad = one_line_refusal(b.cli("unassign", "gw-a/smtp-in", check=False))
         assert "gw-a has no service named 'smtp-in' (it has: admin-console)" in bad
+        bad = one_line_refusal(b.cli("assign", "console", "gw-a/admin-console", "gw-y/admin-console", check=False))
+        assert "no gateway named 'gw-y' in the fleet" in bad  # and gw-a's is not decided either
 
         out = b.cli("unassign", "*/admin-console").stdout
         assert "admin-console: no longer managed" in out and "*/admin-console: queued" in out

@@ -114,8 +114,24 @@ def _known(ctx: Context, node: FleetNode) -> dict[str, set[str]]:
     for env in node.view.services(None):
         if isinstance(env.record, ServiceState) and env.record.gateway in known:
             known[env.record.gateway].add(env.record.service)
-    known[node.me] = {*ctx.config.services, *ctx.inventory.services()}  # as a local unassign
     return known
+
+
+def _targets(
+    ctx: Context, node: FleetNode, targets: list[str], mine: set[str]
+) -> list[tuple[str, str]]:
+    """``(gateway, service)`` for each target, every one checked against the services the
+    fleet knows (``mine`` for this gateway): a typo names nothing and decides nothing."""
+    known = _known(ctx, node)
+    known[node.me] = mine
+    try:
+        return resolve_targets(targets, node.me, known)
+    except UserError as exc:
+        if node.engine.connected or node.view.heartbeats(None):
+            raise
+        raise UserError(
+            f"the fleet engine was not reached, so only this gateway's services are known: {exc}"
+        ) from None
 
 
 def _decisions(
@@ -180,13 +196,8 @@ def assign(ctx: Context, node: FleetNode, name: str, targets: list[str]) -> list
     entry = ctx.inventory.entry(name)
     if entry is None or entry.sha256 is None:
         raise UserError(f"no certificate named {name!r}; `certdrop status` lists them")
-    pairs = []
-    for target in targets:
-        gateway, _, service = target.rpartition("/")
-        gateway = gateway or node.me
-        if gateway != ALL and gateway == node.me and service not in ctx.config.services:
-            raise UserError(f"no service named {service!r} here; `certdrop status` lists them")
-        pairs.append((gateway, service))
+    # Only a configured service of this gateway can be deployed to here.
+    pairs = _targets(ctx, node, targets, set(ctx.config.services))
     decisions, local = _decisions(ctx, node, pairs, entry.sha256, name)
     queue_them = _queuer(ctx, node, decisions, local)
     results: list[dict[str, Any]] = []
@@ -205,14 +216,7 @@ def unassign(ctx: Context, node: FleetNode, targets: list[str]) -> list[dict[str
     """Unassign each target (SERVICE, GATEWAY/SERVICE, */SERVICE): an assignment of no
     certificate, under the same later-decision-wins rule. The local services are released
     now; every gateway releases its own when the decision reaches it."""
-    try:
-        pairs = resolve_targets(targets, node.me, _known(ctx, node))
-    except UserError as exc:
-        if node.engine.connected or node.view.heartbeats(None):
-            raise
-        raise UserError(
-            f"the fleet engine was not reached, so only this gateway's services are known: {exc}"
-        ) from None
+    pairs = _targets(ctx, node, targets, {*ctx.config.services, *ctx.inventory.services()})
     decisions, local = _decisions(ctx, node, pairs, None, UNASSIGNED)
     queue_them = _queuer(ctx, node, decisions, local)
     results: list[dict[str, Any]] = []
