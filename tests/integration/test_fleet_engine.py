@@ -181,12 +181,6 @@ def test_losing_the_stream_leader_changes_nothing_visible(cluster: NatsCluster, 
     assert new_leader not in (None, leader)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect (issue 14): about 1 run in 3, writes the engine reported committed "
-    "are missing from a snapshot after two of three nodes return; not yet diagnosed. The "
-    "daemon-level convergence test (test_fleet_gateways) passes every run.",
-)
 def test_two_nodes_down_fails_fast_and_the_outbox_keeps_the_writes(cluster: NatsCluster, engines: Callable[..., tuple[Engine, Events]]) -> None:
     """With one node of three left writes fail as Unavailable (no hang), stay queued, and
     all land once the nodes return; a write that timed out but committed is not doubled."""
@@ -218,7 +212,16 @@ def test_two_nodes_down_fails_fast_and_the_outbox_keeps_the_writes(cluster: Nats
         return True
 
     wait("the outbox drained", drain, timeout=40)
-    assert sorted(e.key for e in entries_when_ready(engine, "t_one")) == ["q0", "q1", "q2", "q3", "q4", "warm"]
+    # Right after the nodes return one replica often still catches up, and each snapshot's
+    # consumer lands on any replica: several in a row make a stale one likely to show.
+    every = ["q0", "q1", "q2", "q3", "q4", "warm"]
+    for _ in range(10):
+        assert sorted(e.key for e in entries_when_ready(engine, "t_one")) == every
+    for _ in range(5):  # a watch's replay, what a gateway converges from, is current too
+        batches: list[list[Entry]] = []
+        engine.watch("t_one", batches.append)
+        wait("a watch's replay", lambda b=batches: bool(b), timeout=30)
+        assert sorted(e.key for e in batches[0]) == every
 
 
 def test_reconnect_is_reported_and_the_watch_catches_up(cluster: NatsCluster, engines: Callable[..., tuple[Engine, Events]]) -> None:

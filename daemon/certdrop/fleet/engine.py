@@ -14,7 +14,10 @@ So callers never retry a write blindly; they read again and decide again
 
 Connecting never gives up: the first connection is retried with a growing pause, later
 ones by nats-py's reconnect. After every reconnect the watches are started afresh, which
-replays the latest value of every key, so a gateway that was cut off converges.
+replays the latest value of every key, so a gateway that was cut off converges. A replay
+is handed on only once it reaches the stream's last sequence as the leader reported it
+when the watch started: the cluster places a watch's consumer on any replica, and one that
+has just rejoined replays only what it has caught up to (certdrop issue 14).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from certdrop.fleet.kv import (
     aget,
     entry_of,
     guard,
+    last_sequence,
     snapshot,
 )
 
@@ -261,10 +265,13 @@ class Engine:
                 self._start_watch(watch)
         return result
 
-    def _wait(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    def _wait(self, make: Callable[[], Coroutine[Any, Any, T]], calls: int = 1) -> T:
+        """The result of ``make()``, which may take ``calls`` operations' timeouts."""
+        future = self.submit(make)
         try:
-            return self.submit(make).result(self.settings.timeout + 2)
+            return future.result(self.settings.timeout * calls + 2)
         except concurrent.futures.TimeoutError:
+            future.cancel()
             raise Unavailable("the fleet engine did not answer in time") from None
 
     def kv(self, bucket: str) -> KeyValue:
@@ -287,8 +294,10 @@ class Engine:
         self._wait(lambda: guard(self.kv(bucket).delete(key)))
 
     def entries(self, bucket: str) -> list[Entry]:
-        """Every current value in ``bucket`` (a one-off replay)."""
-        return self._wait(lambda: snapshot(self.kv(bucket), bucket, self.settings.timeout))
+        """Every current value in ``bucket`` (a one-off replay, as new as the stream
+        leader's last sequence when it started: a lagging replica's replay is taken again)."""
+        timeout = self.settings.timeout
+        return self._wait(lambda: snapshot(self.kv(bucket), bucket, timeout), calls=3)
 
     # -- watches ----------------------------------------------------------------------------
     def watch(self, bucket: str, on_entries: Callable[[list[Entry]], None]) -> None:
@@ -312,33 +321,50 @@ class Engine:
     async def _follow(self, watch: _Watch) -> None:
         while not self._state.closing:
             try:
-                watcher = await guard(self.kv(watch.bucket).watchall())
+                kv = self.kv(watch.bucket)
+                floor = await last_sequence(kv)
+                watcher = await guard(kv.watchall())
             except (EngineError, Unavailable):
                 await asyncio.sleep(1.0)
                 continue
             try:
-                await _drain_watcher(watcher, watch)
+                await _drain_watcher(watcher, watch, floor)
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(watcher.stop(), 1)  # type: ignore[no-untyped-call]
                 raise
+            except _Behind:  # another consumer, likely on another (or a caught-up) replica
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(watcher.stop(), 1)  # type: ignore[no-untyped-call]
+                await asyncio.sleep(0.2)
             except Exception:  # noqa: BLE001 - a broken watch is started again, never lost
                 await asyncio.sleep(1.0)
 
 
-async def _drain_watcher(watcher: Any, watch: _Watch) -> None:
+class _Behind(Exception):
+    """A watch's replay ended short of the stream's last sequence: its replica lags."""
+
+
+async def _drain_watcher(watcher: Any, watch: _Watch, floor: int) -> None:
+    """Hand the replay on once it reaches ``floor`` (the leader's last sequence before the
+    watch started: a replica that has just rejoined replays only what it holds so far, and
+    handing that on would show gateways an older fleet), then every change as it comes."""
     batch: list[Entry] = []
+    current = floor == 0
     while True:
         try:
-            update = await watcher.updates(timeout=0.05 if batch else 30.0)
+            update = await watcher.updates(timeout=0.05 if batch and current else 30.0)
         except nats.errors.TimeoutError:
             update = "idle"
+        if update is None and not current:
+            raise _Behind
         if isinstance(update, str) or update is None:  # quiet, or the replay is complete
-            if batch:
+            if batch and current:
                 watch.on_entries(batch)
                 batch = []
             continue
         batch.append(entry_of(watch.bucket, update))
-        if len(batch) >= BATCH_MAX:
+        current = current or batch[-1].revision >= floor
+        if len(batch) >= BATCH_MAX and current:
             watch.on_entries(batch)
             batch = []

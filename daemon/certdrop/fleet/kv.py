@@ -8,6 +8,7 @@ else the engine refuses is an :class:`EngineError`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -92,14 +93,44 @@ async def _get_or_none(kv: KeyValue, key: str) -> KeyValue.Entry | None:
         return None
 
 
+async def last_sequence(kv: KeyValue) -> int:
+    """The bucket's last sequence as its stream leader says (0: empty); Unavailable while
+    the stream has no leader (a replica answering then may be behind)."""
+    info = (await guard(kv.status())).stream_info
+    if info.cluster is not None and not info.cluster.leader:
+        raise Unavailable("the bucket's stream has no leader yet")
+    return (info.state.last_seq or 0) if info.state.messages else 0
+
+
 async def snapshot(kv: KeyValue, bucket: str, timeout: float) -> list[Entry]:
-    watcher = await guard(kv.watchall(ignore_deletes=True))
+    """Every current value in the bucket, at least as new as when it was asked for.
+
+    A replay comes from a consumer the cluster places on any replica of the stream, and a
+    replica that has just rejoined replays only what it has caught up to so far. So the
+    replay must reach the last sequence the leader reported before it started (the last
+    message is the last of its key, so a current replay delivers it); a shorter one is
+    taken again, for up to ``timeout`` seconds (then Unavailable).
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        floor = await last_sequence(kv)
+        found, reached = await _replay(kv, bucket, timeout)
+        if reached >= floor:
+            return [e for e in found if e.value is not None]
+        if asyncio.get_running_loop().time() > deadline:
+            raise Unavailable(f"{bucket}: no replica had caught up to sequence {floor}")
+        await asyncio.sleep(0.1)
+
+
+async def _replay(kv: KeyValue, bucket: str, timeout: float) -> tuple[list[Entry], int]:
+    """One replay (deletes included) and the highest sequence it delivered."""
+    watcher = await guard(kv.watchall())
     found: list[Entry] = []
     try:
         while True:
             update = await guard(watcher.updates(timeout=timeout))  # type: ignore[no-untyped-call]
             if update is None:
-                return found
+                return found, max((e.revision for e in found), default=0)
             found.append(entry_of(bucket, update))
     finally:
         with contextlib.suppress(Exception):
