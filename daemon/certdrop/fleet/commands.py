@@ -65,6 +65,27 @@ class _LocalJobs:
             fn()
 
 
+READ_SECONDS = 15.0  # how long a CLI session may try for a complete view of the buckets
+
+
+def _read_all(node: FleetNode, seconds: float) -> bool:
+    """Read every bucket whole into the view; False when one could not be read in time.
+    A bucket's read fails rather than come back short (a replica still catching up after
+    a partition): it is tried again, so a command never works on a partial fleet as if
+    it were whole (`fleet status` would leave gateways out, and say it was connected)."""
+    deadline = time.monotonic() + seconds
+    for bucket in BUCKETS:
+        while True:
+            try:
+                node.view.update(node.engine.entries(bucket), node.reject)
+                break
+            except EngineError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.2)
+    return True
+
+
 @contextlib.contextmanager
 def session(ctx: Context, config: Config, wait: float = 5.0) -> Iterator[FleetNode]:
     """A fleet node for one CLI command: the engine's records read once, the outbox
@@ -75,12 +96,9 @@ def session(ctx: Context, config: Config, wait: float = 5.0) -> Iterator[FleetNo
     node = FleetNode(ctx, jobs, config.fleet, intake=None)
     node.engine.start()
     try:
-        node.connected_once = node.engine.wait_ready(wait)
+        node.connected_once = node.engine.wait_ready(wait) and _read_all(node, READ_SECONDS)
         node._said = node.connected_once
         if node.connected_once:
-            for bucket in BUCKETS:
-                with contextlib.suppress(EngineError):
-                    node.view.update(node.engine.entries(bucket), node.reject)
             node.view.recompute(node.reject)
         yield node
         if node.connected_once:
