@@ -43,6 +43,8 @@ SAMPLES = [
     Certificate(sha("c"), "wëb console", sha("k"), "-----BEGIN CERTIFICATE-----\n", "", sha("old")),
     SealedKey(sha("k"), "gw-b", "c2VhbGVk"),
     Request(sha("k"), "本番 web", CSR, FIELDS.decode(), sha("old")),
+    # U+3000, the ideographic space Japanese names are typed with (str.isprintable: False)
+    Certificate(sha("d"), "本番\u3000証明書", sha("k"), "-----BEGIN CERTIFICATE-----\n", "", None),
     Assignment("*", "admin-console", sha("c"), "web"),
     Assignment("gw-b", "admin-console", None, "web"),
     ServiceState("gw-a", "admin-console", "https", sha("c"), None, "pending", "reloading"),
@@ -106,6 +108,11 @@ def test_a_record_in_the_wrong_bucket_is_refused() -> None:
         (lambda d: d["data"].update(sha256="ABC"), "sha256 must be"),
         (lambda d: d["data"].update(gateway="a/b"), "gateway must be"),
         (lambda d: d.update(data=[1]), "data must be an object"),
+        (lambda d: d["data"].update(name="a/b"), "name must be a certificate name: .*'/'"),
+        (lambda d: d["data"].update(name="x\u202e"), "name must be .*U\\+202E"),
+        (lambda d: d["data"].update(name=" web"), "name must be .*space"),
+        (lambda d: d["data"].update(name=""), "name must be .*empty"),
+        (lambda d: d["data"].update(name=7), "name must be a certificate name"),
     ],
 )
 def test_malformed_fields_are_named(change: object, message: str) -> None:

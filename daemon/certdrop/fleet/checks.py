@@ -14,6 +14,7 @@ from typing import Any
 from certdrop.config import GATEWAY_NAME
 from certdrop.errors import InvalidRequest
 from certdrop.pki.fields import RequestFields
+from certdrop.pki.names import name_problem
 
 MAX_PEM_CHARS = 512_000
 ALL = "*"  # an assignment for this service on every gateway that has it
@@ -59,13 +60,12 @@ def hex32(v: Any) -> str:
 
 
 def name(v: Any) -> str:
-    ok = (
-        isinstance(v, str)
-        and 1 <= len(v) <= 128
-        and "/" not in v
-        and all(c.isprintable() for c in v)
-    )
-    return "" if ok else "must be a certificate name (1-128 printable characters, no '/')"
+    """certdrop's one name rule (pki/names.py): what a gateway may name an entry, every
+    gateway reads (``本番　証明書`` with its ideographic space included)."""
+    if not isinstance(v, str):
+        return "must be a certificate name (text)"
+    problem = name_problem(v)
+    return "" if problem is None else f"must be a certificate name: {problem}"
 
 
 def text(limit: int) -> Check:
