@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from certdrop.fleet.engine import Engine, Settings
-from certdrop.fleet.records import BUCKETS
+from certdrop.fleet.records import BUCKETS, Certificate, Withdrawal, decode
 from support.daemon import drop
 from support.fleet import HOSTNAME, Fleet, Gateway, bundle, fleet_of, leaf, serves, wait
 from support.process import need
@@ -73,7 +73,8 @@ def secret_fragments(pem: bytes) -> list[bytes]:
 def test_one_drop_is_proven_on_every_gateway_even_when_the_stream_leader_dies(tmp_path: Path) -> None:
     """A drop on A is deployed by hostname and proven served on B and C, while the leader
     of the certificates stream is killed right after the drop; the engine's stored bytes
-    then hold the certificate but no byte of its private key."""
+    then hold the certificate but no byte of its private key. Then `delete` withdraws
+    certificates from this fleet (see :func:`withdraw_and_drop_again`)."""
     with fleet_of(tmp_path, ["gw-a", "gw-b", "gw-c"]) as (fleet, (a, b, c)):
         cert = leaf(1, HOSTNAME)
         drop(a.daemon.inbox, "console.pem", bundle(cert))
@@ -103,6 +104,84 @@ def test_one_drop_is_proven_on_every_gateway_even_when_the_stream_leader_dies(tm
         assert cert_line in stored  # the scan sees what the engine holds...
         leaks = [f for f in secret_fragments(cert.key_pem()) if f in stored]
         assert leaks == []  # ...and no private key is among it
+        withdraw_and_drop_again(fleet, a, b, c, cert)
+
+
+def engine_record(fleet: Fleet, sha256: str) -> object:
+    """The record under ``sha256`` in the engine's certificates bucket (None: no key)."""
+    raw = engine_entries(fleet, "certdrop_certs").get(sha256)
+    return None if raw is None else decode(raw, "certdrop_certs", sha256).record
+
+
+def heartbeat_twice(fleet: Fleet, *gateways: Gateway) -> None:
+    """Wait for two more heartbeats from each gateway: an apply pass follows each one on
+    its worker, so at least one whole pass ran after this was called."""
+    for _ in range(2):
+        before = engine_entries(fleet, "certdrop_gateways")
+        wait(
+            "a heartbeat from each gateway",
+            lambda b=before: all(
+                engine_entries(fleet, "certdrop_gateways").get(f"seen.{g.name}") != b.get(f"seen.{g.name}")
+                for g in gateways
+            ),
+            30,
+        )
+
+
+def withdraw_and_drop_again(fleet: Fleet, a: Gateway, b: Gateway, c: Gateway, console: Any) -> None:
+    """`delete` of a certificate on B withdraws it: gone from A, B and C (C was stopped
+    meanwhile and does not bring it back), its record is a withdrawal and its sealed keys
+    leave the engine, and so it stays after more apply passes. A certificate in use on A
+    and C is kept there, said once, and shown by `fleet status`. The same file dropped
+    again on C afterwards is a new decision and reaches everyone."""
+    spare = leaf(8, "spare.fleet.test")  # no service's hostname: deployed nowhere
+    kid = key_id_of(spare.pem)
+    drop(a.daemon.inbox, "spare.pem", bundle(spare))
+    for gw in (b, c):
+        wait(f"{gw.name} has the spare", lambda g=gw: g.has(spare.sha256), 60)
+    wait("its key is sealed to B and C", lambda: sealed_recipients(fleet).get(kid) == {"gw-b", "gw-c"}, 60)
+
+    c.daemon.stop()  # away during the withdrawal
+    done = json.loads(b.cli("delete", "spare", "--json").stdout)
+    assert done["withdrawn"] is True and not b.has(spare.sha256)
+    wait("A deletes its copy", lambda: not a.has(spare.sha256), 60)
+    [event] = a.events("fleet.certificate_withdrawn")
+    assert (event["name"], event["sha256"], event["by"]) == ("spare", spare.sha256, "gw-b")
+    wait("the engine holds a withdrawal", lambda: isinstance(engine_record(fleet, spare.sha256), Withdrawal), 30)
+    wait("and no sealed copy of its key", lambda: kid not in sealed_recipients(fleet), 60)
+    c.daemon.start(timeout=60)
+    c.daemon.wait_for("fleet.certificate_withdrawn", timeout=60, sha256=spare.sha256, by="gw-b")
+    assert not c.has(spare.sha256)
+    heartbeat_twice(fleet, a, b, c)
+    assert [g.name for g in (a, b, c) if g.has(spare.sha256)] == []  # C brought nothing back
+    assert isinstance(engine_record(fleet, spare.sha256), Withdrawal)
+    assert kid not in sealed_recipients(fleet)
+
+    b.cli("unassign", "admin-console")  # B's own refusal stands: free it here first
+    refused = b.cli("delete", "console", check=False)
+    assert refused.returncode == 0, refused.stderr
+    for gw in (a, c):
+        kept = gw.daemon.wait_for("fleet.certificate_kept", timeout=60, sha256=console.sha256)
+        assert (kept["by"], kept["services"]) == ("gw-b", ["admin-console"])
+        assert gw.has(console.sha256) and serves(gw.url, console.sha256)
+    assert not b.has(console.sha256)
+    wait(
+        "fleet status says A and C keep a withdrawn certificate",
+        lambda: {(d["gateway"], d["problem"]) for d in b.fleet_status()["disagreements"]}
+        == {("gw-a", "withdrawn"), ("gw-c", "withdrawn")},
+        30,
+    )
+    heartbeat_twice(fleet, a, c)
+    assert [len(g.events("fleet.certificate_kept")) for g in (a, c)] == [1, 1]  # said once
+
+    drop(c.daemon.inbox, "spare.pem", bundle(spare))  # the very same file, a new decision
+    for gw in (a, b, c):
+        wait(f"{gw.name} has the spare again", lambda g=gw: g.has(spare.sha256), 60)
+    assert isinstance(engine_record(fleet, spare.sha256), Certificate)
+    wait("its key is sealed to A and B", lambda: sealed_recipients(fleet).get(kid) == {"gw-a", "gw-b"}, 60)
+    assert b.events("fleet.certificate_received")[-1]["origin"] == "gw-c"
+    heartbeat_twice(fleet, a, b, c)
+    assert all(g.has(spare.sha256) for g in (a, b, c))
 
 
 def test_assign_star_from_b_reaches_all_unapproved_gets_nothing_revoked_no_more(tmp_path: Path) -> None:

@@ -122,6 +122,42 @@ def test_a_request_is_queued_made_or_deleted_and_its_certificate_replaces_it(tmp
         sink.close()  # type: ignore[attr-defined]
 
 
+def test_a_deleted_certificate_queues_its_withdrawal_and_a_new_drop_replaces_it(tmp_path: Path) -> None:
+    """`delete` of a certificate queues its withdrawal (key id, name, stamped to the ms) in
+    the delete's transaction; dropping the very same file again replaces that row with the
+    certificate, a newer decision; one a service wants is refused as before."""
+    from certdrop.daemon import manage
+    from certdrop.errors import UserError
+    from certdrop.fleet.rules import decided_ms
+
+    ctx, sink = open_gateway(tmp_path, fleet=True)
+    try:
+        cert = leaf(42, "w.fleet.test")
+        drop(ctx.config.inbox, "w.pem", bundle(cert))
+        assert ctx.intake.process("w.pem").result == "accepted"
+        kid = ctx.inventory.entry("w").key_id  # type: ignore[union-attr]
+        with ctx.inventory.transaction():
+            tables.done(ctx.inventory, [r.id for r in tables.pending(ctx.inventory)])  # published
+        done = manage.delete(ctx, "w")
+        assert done["withdrawn"] is True and "withdrawn from the fleet" in done["detail"]
+        [row] = tables.pending(ctx.inventory)
+        assert (row.kind, row.ref) == ("withdraw", cert.sha256)
+        assert json.loads(row.record or b"") == {"key_id": kid, "name": "w"}
+        assert decided_ms(row.queued) is not None and "." in row.queued  # to the ms
+
+        drop(ctx.config.inbox, "w.pem", bundle(cert))
+        assert ctx.intake.process("w.pem").result == "accepted"
+        assert [(r.kind, r.ref) for r in tables.pending(ctx.inventory)] == [("certificate", cert.sha256)]
+        with ctx.inventory.transaction():
+            ctx.inventory.set_desired("web", "w", "deploying", "2026-01-01T00:00:00Z")
+        with pytest.raises(UserError, match="is assigned to web"):
+            manage.delete(ctx, "w")
+        assert [r.kind for r in tables.pending(ctx.inventory)] == ["certificate", "service"]
+    finally:
+        ctx.inventory.close()
+        sink.close()  # type: ignore[attr-defined]
+
+
 def test_a_single_gateway_queues_nothing(tmp_path: Path) -> None:
     """Without [fleet] (even after fleet mode was on) no change is queued."""
     ctx, sink = open_gateway(tmp_path, fleet=True)
@@ -131,6 +167,10 @@ def test_a_single_gateway_queues_nothing(tmp_path: Path) -> None:
     try:
         drop(ctx.config.inbox, "b.pem", leaf(41, "b.fleet.test").pem + INTERMEDIATE.pem + leaf(41, "b.fleet.test").key_pem())
         assert ctx.intake.process("b.pem").result == "accepted"
+        assert tables.pending(ctx.inventory) == []
+        from certdrop.daemon import manage
+
+        assert manage.delete(ctx, "b")["withdrawn"] is False
         assert tables.pending(ctx.inventory) == []
     finally:
         ctx.inventory.close()

@@ -26,6 +26,7 @@ from certdrop.fleet.records import (
     Request,
     SealedKey,
     ServiceState,
+    Withdrawal,
     canonical,
     decode,
 )
@@ -49,6 +50,7 @@ SAMPLES = [
     Assignment("gw-b", "admin-console", None, "web"),
     ServiceState("gw-a", "admin-console", "https", sha("c"), None, "pending", "reloading"),
     Lease(sha("c"), "gw-a", 5000),
+    Withdrawal(sha("c"), sha("k"), "wëb console"),
 ]
 
 
@@ -216,3 +218,13 @@ def test_a_changed_byte_never_passes(position: int, value: int) -> None:
     except RecordError:
         return
     assert not verify(back, A.key.public)
+
+
+def test_a_withdrawal_is_a_tombstone_under_its_certificates_key() -> None:
+    """A withdrawal lives where its certificate did (same bucket, same key), so one
+    replaces the other and a late reader sees "withdrawn" rather than nothing."""
+    cert = SAMPLES[4]
+    gone = Withdrawal(sha("c"), sha("k"), "web")
+    assert (gone.BUCKET, gone.kv_key()) == (cert.BUCKET, cert.kv_key())  # type: ignore[attr-defined]
+    with pytest.raises(RecordError, match=r"withdrawal\.key_id"):
+        Withdrawal.from_data({"sha256": sha("c"), "key_id": "nope", "name": "web"})

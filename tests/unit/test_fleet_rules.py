@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from certdrop.errors import UserError
-from certdrop.fleet.records import Lease
+from certdrop.fleet.records import Envelope, Lease, Withdrawal
 from certdrop.fleet.rules import (
+    decided_ms,
     effective_assignment,
     held_keys,
     keys_to_seal,
@@ -18,6 +19,7 @@ from certdrop.fleet.rules import (
     resolve_targets,
     stale_gateways,
     stamp_after,
+    withdrawal_action,
 )
 
 A, B, C = Gw("gw-a"), Gw("gw-b"), Gw("gw-c")
@@ -199,3 +201,41 @@ def test_every_unknown_target_is_named_at_once() -> None:
     """Two bad targets: one error naming both."""
     with pytest.raises(UserError, match=r"'gw-x'.*'smtp'"):
         resolve_targets(["gw-x/web", "*/smtp"], "gw-a", KNOWN)
+
+
+def withdrawal(gw: Gw, at: int, cert: str = "leaf") -> Envelope:
+    return gw.sign(Withdrawal(sha(cert), sha("key-" + cert), "web"), at)
+
+
+def test_a_certificate_and_its_withdrawal_are_ordered_by_when_they_were_decided() -> None:
+    """Under one fingerprint the later of certificate and withdrawal wins, whoever writes
+    last: an old certificate row published late is superseded, a new drop wins."""
+    old_cert = A.sign(A.certificate("leaf").record, 1000)
+    gone = withdrawal(B, 2000)
+    new_drop = C.sign(A.certificate("leaf").record, 3000)
+    assert publish_action(old_cert, gone) == "write"
+    assert publish_action(gone, old_cert) == "superseded"
+    assert publish_action(gone, new_drop) == "write"
+    assert publish_action(new_drop, gone) == "superseded"
+    assert publish_action(gone, gone) == "done"
+    assert publish_action(old_cert, new_drop) == "done"  # certificates are still immutable
+
+
+def test_a_gateway_applies_a_withdrawal_once_keeps_what_it_uses_and_its_newer_drop() -> None:
+    """Each withdrawal is applied once; a copy a service here wants is kept; a certificate
+    recorded here after the withdrawal (waiting in the outbox) is a newer decision."""
+    gone = withdrawal(B, 2000)
+    assert withdrawal_action(gone, None, None, wanted=False) == "delete"
+    assert withdrawal_action(gone, None, None, wanted=True) == "keep"
+    assert withdrawal_action(gone, (2000, "gw-b"), None, wanted=False) == "applied"
+    assert withdrawal_action(gone, (1500, "gw-a"), None, wanted=False) == "delete"
+    assert withdrawal_action(gone, None, 2500, wanted=False) == "newer"
+    assert withdrawal_action(gone, None, 1500, wanted=False) == "delete"  # a stale row
+
+
+def test_an_outbox_stamp_reads_to_the_millisecond() -> None:
+    """The trigger's ms stamp and an older row's second stamp both read; junk reads None."""
+    assert decided_ms("1970-01-01T00:00:01.250Z") == 1250
+    assert decided_ms("1970-01-01T00:00:02Z") == 2000
+    assert decided_ms("yesterday") is None
+    assert decided_ms("1970-01-01T00:00:02") is None  # no zone: not ours

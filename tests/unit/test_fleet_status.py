@@ -7,7 +7,7 @@ from fleet_helpers import Gw, sha
 
 from certdrop.daemon.fleet_metrics import render_fleet
 from certdrop.fleet.kv import Entry
-from certdrop.fleet.records import Heartbeat, ServiceState
+from certdrop.fleet.records import Heartbeat, ServiceState, Withdrawal
 from certdrop.fleet.status import render, report
 from certdrop.fleet.view import FleetView
 
@@ -85,6 +85,24 @@ def test_a_service_not_proven_is_a_disagreement() -> None:
         if d["problem"] == "not_proven"
     ]
     assert [d["gateway"] for d in problems] == ["gw-a"]
+
+
+def test_a_withdrawn_certificate_a_service_has_or_is_assigned_is_named() -> None:
+    """B withdrew "new": A's service keeps it, B's is assigned it by the fleet's '*'
+    decision; both are named ``withdrawn``, not ``not_received``."""
+    view, rejected = build()
+    gone = B.sign(Withdrawal(sha("new"), sha("key-new"), "new"), NOW)
+    view.update([entry(gone)], lambda *r: rejected.append(r))
+    problems = {
+        (d["problem"], d["gateway"]): d["detail"]
+        for d in report(view, "gw-a", NOW, 10, connected=True, outbox=0)["disagreements"]
+        if d["problem"] != "pending_approval"
+    }
+    assert set(problems) == {("withdrawn", "gw-a"), ("withdrawn", "gw-b"), ("not_seen", "gw-b")}
+    assert "gw-b withdrew" in problems[("withdrawn", "gw-a")]
+    assert "this service has it" in problems[("withdrawn", "gw-a")]
+    assert "this service is assigned it" in problems[("withdrawn", "gw-b")]
+    assert rejected == []
 
 
 def test_the_unapproved_gateways_service_record_is_rejected() -> None:

@@ -20,7 +20,9 @@ def add_parser(sub: Subparsers) -> None:
         "key), its renewal and its waiting CSR. The key's bytes are overwritten in the "
         "database, not just unlinked. Refused while a service should have it: assign "
         "another certificate or unassign the service first. Export a backup before, if "
-        "you may need it again. Goes through the daemon when it runs.",
+        "you may need it again. Goes through the daemon when it runs. In fleet mode it "
+        "withdraws the certificate or request from the fleet: every gateway deletes its "
+        "copy, except where a service still uses it (kept there, and said).",
         """
         certdrop delete old-web
         certdrop export old-web --out old-web.p12 --password-file pw && certdrop delete old-web

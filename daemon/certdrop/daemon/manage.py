@@ -90,6 +90,10 @@ def delete(ctx: Context, name: str) -> dict[str, Any]:
         if key_removed
         else f"its key stays: {', '.join(sharing)} holds the same key"
     )
+    # In fleet mode the delete's trigger queued the withdrawal (store.fleet).
+    withdrawn = ctx.config.fleet is not None
+    if withdrawn:
+        detail += "; withdrawn from the fleet: every gateway deletes its copy"
     ctx.log.info(
         "cert.deleted",
         name=entry.name,
@@ -104,6 +108,7 @@ def delete(ctx: Context, name: str) -> dict[str, Any]:
         "sha256": entry.sha256,
         "key_removed": key_removed,
         "csr_removed": str(csr) if csr_removed else None,
+        "withdrawn": withdrawn,
         "detail": detail,
     }
 

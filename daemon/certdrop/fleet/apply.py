@@ -25,6 +25,7 @@ from certdrop.fleet.crypto import SealError, seal
 from certdrop.fleet.records import Assignment, Certificate, Request, SealedKey
 from certdrop.fleet.requests import RequestSync
 from certdrop.fleet.rules import effective_assignment, keys_to_seal
+from certdrop.fleet.withdrawals import Withdrawals
 from certdrop.intake.work import Outcome
 from certdrop.services import reconcile, release
 from certdrop.store import fleet as tables
@@ -40,6 +41,7 @@ class Applier:
         self.node = node
         self.refused: set[str] = set()  # certificates refused here (said once)
         self.requests = RequestSync(node)
+        self.withdrawals = Withdrawals(node)
 
     def changed(self, buckets: set[str]) -> None:
         if buckets & {"certdrop_gateways", "certdrop_certs", "certdrop_keys"}:
@@ -52,6 +54,7 @@ class Applier:
                 }
                 self.requests.receive(certified)
                 self.requests.withdraw(certified)
+                self.withdrawals.apply()
             self.seal()
         if buckets & {"certdrop_gateways", "certdrop_certs", "certdrop_keys", "certdrop_assign"}:
             self.assignments()
@@ -68,6 +71,8 @@ class Applier:
             assert isinstance(record, Certificate)
             if sha256 in self.refused or inv.entry_by_sha256(sha256) is not None:
                 continue
+            if tables.queued_about(inv, "withdraw", sha256) is not None:
+                continue  # deleted here a moment ago: its withdrawal is on its way
             box = sealed.get((record.key_id, node.me))
             key_pem = b""  # none: a key here already (a request made here) pairs with it
             if box is None and inv.key_pem_for(record.key_id) is None:
@@ -86,6 +91,8 @@ class Applier:
                 why = outcome.reason or f"intake {outcome.result} it"
                 self._refuse(sha256, record.name, env.by, outcome.code or outcome.result, why)
                 continue
+            with inv.transaction():  # its publisher published it; a copy is not a decision
+                tables.forget(inv, "certificate", sha256)
             node.ctx.log.info(
                 "fleet.certificate_received",
                 name=outcome.recorded[0],

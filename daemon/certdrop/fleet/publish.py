@@ -11,6 +11,7 @@ newer one and a repeat is a no-op.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -36,9 +37,17 @@ from certdrop.fleet.records import (
     Record,
     RecordError,
     ServiceState,
+    Withdrawal,
     decode,
 )
-from certdrop.fleet.rules import LEASE_GRACE_MS, lease_action, publish_action, stamp_after
+from certdrop.fleet.rules import (
+    LEASE_GRACE_MS,
+    decided_ms,
+    lease_action,
+    order,
+    publish_action,
+    stamp_after,
+)
 from certdrop.fleet.trust import Membership
 from certdrop.store import fleet as tables
 
@@ -163,7 +172,7 @@ class Publisher:
                 bucket, _, key = row.ref.partition("/")
                 env = None
             else:
-                env = self._build(row.kind, row.ref)
+                env = self._build(row)
                 if env is None:
                     skipped.append(row.id)  # gone since (renamed, deleted, unconfigured)
                     continue
@@ -238,49 +247,74 @@ class Publisher:
                         tables.set_applied(node.ctx.inventory, record.service, env.at, env.by, new)
                     node.view.put_local(env)
 
-    def _build(self, kind: str, ref: str) -> Envelope | None:
+    def _build(self, row: tables.Queued) -> Envelope | None:
         """The record for a trigger row, from the inventory as it is now."""
         node = self.node
         inv = node.ctx.inventory
-        if kind == "certificate":
-            entry = inv.entry_by_sha256(ref)
+        kind, ref = row.kind, row.ref
+        if kind in ("certificate", "withdraw"):
+            return self._decided(row)
+        if kind == "request":
+            wanted = requests.record_of(inv, ref)
+            if wanted is None:
+                return None
+            record: Record = wanted
+        elif kind == "service":
+            service = node.ctx.config.services.get(ref)
+            state = inv.service(ref)
+            if service is None or state is None:
+                return None
+            desired = inv.entry(state.desired) if state.desired else None
+            record = ServiceState(
+                gateway=node.me,
+                service=ref,
+                role=service.role,
+                desired=desired.sha256 if desired is not None else None,
+                proven=state.deployed_sha256,
+                state=state.state,
+                detail=_ascii(state.detail, 500),
+            )
+        else:
+            return None
+        seen = node.view.records.get(record.BUCKET, {}).get(record.kv_key())
+        return node.sign(record, stamp_after(_now_ms(), [seen] if seen else []))
+
+    def _decided(self, row: tables.Queued) -> Envelope | None:
+        """A certificate recorded or withdrawn here, stamped when that was decided (the
+        row's ``queued``), not now: an old row must not outrank a later withdrawal."""
+        node = self.node
+        inv = node.ctx.inventory
+        record: Record
+        if row.kind == "withdraw":
+            deleted = json.loads(row.record or b"{}")
+            if inv.entry_by_sha256(row.ref) is not None:
+                return None  # recorded again since (the trigger replaced the row, too)
+            record = Withdrawal(row.ref, str(deleted.get("key_id")), str(deleted.get("name")))
+        else:
+            entry = inv.entry_by_sha256(row.ref)
             if entry is None or entry.cert_pem is None or entry.status == "requested":
                 return None
             old = inv.entry(entry.renews) if entry.renews else None
             if old is not None and old.sha256:
-                self._carry_decisions(old.sha256, entry.sha256 or ref, entry.name)
-            record: Record = Certificate(
-                sha256=ref,
+                self._carry_decisions(old.sha256, entry.sha256 or row.ref, entry.name)
+            record = Certificate(
+                sha256=row.ref,
                 name=entry.name,
                 key_id=entry.key_id,
                 cert_pem=entry.cert_pem.decode("ascii"),
                 chain_pem=(entry.chain_pem or b"").decode("ascii"),
                 renews=old.sha256 if old is not None else None,
             )
-        elif kind == "request":
-            wanted = requests.record_of(inv, ref)
-            if wanted is None:
-                return None
-            record = wanted
-        elif kind == "service":
-            service = node.ctx.config.services.get(ref)
-            row = inv.service(ref)
-            if service is None or row is None:
-                return None
-            desired = inv.entry(row.desired) if row.desired else None
-            record = ServiceState(
-                gateway=node.me,
-                service=ref,
-                role=service.role,
-                desired=desired.sha256 if desired is not None else None,
-                proven=row.deployed_sha256,
-                state=row.state,
-                detail=_ascii(row.detail, 500),
-            )
-        else:
-            return None
-        seen = node.view.records.get(record.BUCKET, {}).get(record.kv_key())
-        return node.sign(record, stamp_after(_now_ms(), [seen] if seen else []))
+        env = node.sign(record, decided_ms(row.queued) or _now_ms())
+        seen = node.view.current(record.BUCKET, row.ref)
+        # A withdrawal, or a certificate over a withdrawal, is seen here at once, so no
+        # apply pass before the engine echoes it undoes it (re-imports, or withdraws).
+        over = isinstance(record, Withdrawal) or (
+            seen is not None and isinstance(seen.record, Withdrawal)
+        )
+        if over and (seen is None or order(env) > order(seen)):
+            node.view.put_local(env)
+        return env
 
 
 def judge(

@@ -160,6 +160,28 @@ class Certificate(Record):
 
 
 @dataclass(frozen=True)
+class Withdrawal(Record):
+    """A certificate deleted from the fleet (``certdrop delete`` on some gateway): a
+    tombstone under the certificate's own key, so a gateway that was away sees
+    "withdrawn", not "never seen". It and a :class:`Certificate` under one key are
+    decisions: the later stamp wins (:func:`certdrop.fleet.rules.publish_action`)."""
+
+    KIND = "withdrawal"
+    BUCKET = "certdrop_certs"
+    CHECKS: ClassVar[Mapping[str, Check]] = {
+        "sha256": c.sha256,
+        "key_id": c.sha256,
+        "name": c.name,
+    }
+    sha256: str
+    key_id: str  # whose sealed copies go with it
+    name: str  # its name where it was deleted (for people)
+
+    def kv_key(self) -> str:
+        return self.sha256
+
+
+@dataclass(frozen=True)
 class Request(Record):
     """A CSR one gateway made, waiting for its CA; one key, one request (never rewritten).
     Its private key travels as a SealedKey under the same ``key_id``."""
@@ -278,6 +300,7 @@ KINDS: Mapping[str, type[Record]] = {
         Member,
         Heartbeat,
         Certificate,
+        Withdrawal,
         Request,
         SealedKey,
         Assignment,

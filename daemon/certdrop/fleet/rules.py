@@ -4,7 +4,13 @@ The conflict rule (README "Fleet"):
 - One certificate is one fingerprint. A certificate record is keyed by the sha256 of its
   DER, so two gateways that accept the same certificate write the same key; the first
   write stands and the second finds it done. A sealed key is likewise one per
-  (key, recipient), a request one per key. None is ever overwritten.
+  (key, recipient), a request one per key. None is ever overwritten by its like.
+- A certificate deleted (``certdrop delete``) is withdrawn: a :class:`Withdrawal` goes
+  under its key. A withdrawal and a certificate record for one key are decisions,
+  stamped when they were made on their gateway (the entry recorded or deleted there,
+  not when the outbox got through), and the later one wins: a gateway that comes back
+  after days with an old certificate row in its outbox is superseded, a new drop of the
+  same file after the withdrawal wins.
 - Every other record is a decision, ordered by ``(at, by, bytes)``: the later stamp wins,
   a tie goes to the greater gateway name, and a tie of both (one gateway, one
   millisecond) to the greater canonical bytes. Every reader computes the same winner from
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from certdrop.errors import UserError
@@ -56,11 +63,42 @@ def publish_action(current: Envelope | None, mine: Envelope) -> Action:
     """
     if current is None:
         return "write"
-    if isinstance(mine.record, Certificate | Request | SealedKey):
+    if isinstance(mine.record, Certificate) and isinstance(current.record, Certificate):
+        return "done"  # one fingerprint, one record: the first stands
+    if isinstance(mine.record, Request | SealedKey):
         return "done"  # immutable: one fingerprint, one request per key, one sealed copy each
     if current.record == mine.record and current.stamp == mine.stamp:
         return "done"
     return "write" if order(mine) > order(current) else "superseded"
+
+
+def decided_ms(queued: str) -> int | None:
+    """An outbox row's ``queued`` (ISO 8601 UTC, to the second or the millisecond) as ms
+    since the epoch: the stamp of the decision it carries; None when unreadable."""
+    try:
+        when = datetime.fromisoformat(queued)
+    except ValueError:
+        return None
+    return None if when.tzinfo is None else int(when.timestamp() * 1000)
+
+
+def withdrawal_action(
+    withdrawal: Envelope, applied: tuple[int, str] | None, recorded_ms: int | None, wanted: bool
+) -> Literal["applied", "newer", "keep", "delete"]:
+    """What a gateway does with the fleet's winning withdrawal of a certificate it has.
+
+    ``applied``: the stamp of the withdrawal it applied last for that certificate;
+    ``recorded_ms``: when it recorded the certificate itself, if that is still waiting in
+    its outbox (a drop here, not yet published); ``wanted``: a service here has it or
+    should have it. Each withdrawal is applied once; a certificate recorded here after
+    the withdrawal is a newer decision on its way to the engine; one a service here
+    wants is kept (the service is not broken); else the copy here is deleted.
+    """
+    if applied == withdrawal.stamp:
+        return "applied"
+    if recorded_ms is not None and recorded_ms > withdrawal.at:
+        return "newer"
+    return "keep" if wanted else "delete"
 
 
 def effective_assignment(

@@ -58,6 +58,7 @@ def report(
             }
         )
     decisions = view.assignments(None)
+    withdrawn = view.withdrawals(None)
     services = []
     disagreements: list[dict[str, Any]] = []
     for env in sorted(view.services(None), key=lambda e: e.record.kv_key()):
@@ -78,7 +79,20 @@ def report(
                 "updated": _iso(env.at),
             }
         )
-        if won is not None and fleet_desired is not None and fleet_desired != s.desired:
+        # A withdrawn certificate kept for this service, or named by the fleet's decision.
+        gone = withdrawn.get(s.desired or "") or withdrawn.get(fleet_desired or "")
+        if gone is not None:
+            how = "has" if s.desired == gone.record.kv_key() else "is assigned"
+            disagreements.append(
+                {
+                    "problem": "withdrawn",
+                    "gateway": s.gateway,
+                    "service": s.service,
+                    "detail": f"{gone.by} withdrew {gone.record.kv_key()[:16]}... from the "
+                    f"fleet and this service {how} it: assign another certificate",
+                }
+            )
+        elif won is not None and fleet_desired is not None and fleet_desired != s.desired:
             disagreements.append(
                 {
                     "problem": "not_received",

@@ -28,6 +28,7 @@ from certdrop.fleet.records import (
     Request,
     SealedKey,
     ServiceState,
+    Withdrawal,
     decode,
 )
 from certdrop.fleet.trust import Membership
@@ -87,6 +88,7 @@ class FleetView:
         bucket, key = env.record.BUCKET, env.record.kv_key()
         self.records.setdefault(bucket, {})[key] = env
         self._verdicts.pop((bucket, key), None)
+        self.revisions.pop((bucket, key), None)  # the engine's next word on it is taken
 
     def recompute(self, reject: Reject | None) -> None:
         gateways = self.records.get("certdrop_gateways", {}).values()
@@ -148,6 +150,13 @@ class FleetView:
             e.record.sha256: e
             for e in self.checked(Certificate, reject)
             if isinstance(e.record, Certificate)
+        }
+
+    def withdrawals(self, reject: Reject | None) -> dict[str, Envelope]:
+        return {
+            e.record.sha256: e
+            for e in self.checked(Withdrawal, reject)
+            if isinstance(e.record, Withdrawal)
         }
 
     def requests(self, reject: Reject | None) -> dict[str, Envelope]:
