@@ -187,6 +187,33 @@ def _queuer(
     return queue_them
 
 
+LocalEffect = Callable[[list[str], Callable[[], None]], list[dict[str, Any]]]
+
+
+def _decide(
+    ctx: Context,
+    node: FleetNode,
+    pairs: list[tuple[str, str]],
+    sha256: str | None,
+    name: str,
+    local_effect: LocalEffect,
+    what: str,
+) -> list[dict[str, Any]]:
+    """Sign a decision for each pair; apply the local ones now with ``local_effect``
+    (which runs the queueing inside its own transaction), queue the rest, publish."""
+    decisions, local = _decisions(ctx, node, pairs, sha256, name)
+    queue_them = _queuer(ctx, node, decisions, local)
+    if local:
+        results = local_effect(local, queue_them)
+    else:
+        results = []
+        with ctx.inventory.transaction():
+            queue_them()
+    results += _queued(node, decisions, what)
+    node.publisher.drain()
+    return results
+
+
 def _queued(node: FleetNode, decisions: list[Envelope], what: str) -> list[dict[str, Any]]:
     """The result lines of the decisions for other gateways."""
     found = []
@@ -216,18 +243,12 @@ def assign(ctx: Context, node: FleetNode, name: str, targets: list[str]) -> list
         raise UserError(f"no certificate named {name!r}; `certdrop status` lists them")
     # Only a configured service of this gateway can be deployed to here.
     pairs = _targets(ctx, node, targets, set(ctx.config.services))
-    decisions, local = _decisions(ctx, node, pairs, entry.sha256, name)
-    queue_them = _queuer(ctx, node, decisions, local)
-    results: list[dict[str, Any]] = []
-    if local:
+
+    def deploy(local: list[str], queue_them: Callable[[], None]) -> list[dict[str, Any]]:
         done = reconcile.assign(ctx, name, local, in_transaction=queue_them)
-        results += [r.to_json() for r in done]
-    else:
-        with ctx.inventory.transaction():
-            queue_them()
-    results += _queued(node, decisions, "deploys it and proves it")
-    node.publisher.drain()
-    return results
+        return [r.to_json() for r in done]
+
+    return _decide(ctx, node, pairs, entry.sha256, name, deploy, "deploys it and proves it")
 
 
 def unassign(ctx: Context, node: FleetNode, targets: list[str]) -> list[dict[str, Any]]:
@@ -235,17 +256,12 @@ def unassign(ctx: Context, node: FleetNode, targets: list[str]) -> list[dict[str
     certificate, under the same later-decision-wins rule. The local services are released
     now; every gateway releases its own when the decision reaches it."""
     pairs = _targets(ctx, node, targets, {*ctx.config.services, *ctx.inventory.services()})
-    decisions, local = _decisions(ctx, node, pairs, None, UNASSIGNED)
-    queue_them = _queuer(ctx, node, decisions, local)
-    results: list[dict[str, Any]] = []
-    if local:
-        results += release.unassign(ctx, local, in_transaction=queue_them)
-    else:
-        with ctx.inventory.transaction():
-            queue_them()
-    results += _queued(node, decisions, "stops managing its service, leaving its files")
-    node.publisher.drain()
-    return results
+
+    def let_go(local: list[str], queue_them: Callable[[], None]) -> list[dict[str, Any]]:
+        return release.unassign(ctx, local, in_transaction=queue_them)
+
+    what = "stops managing its service, leaving its files"
+    return _decide(ctx, node, pairs, None, UNASSIGNED, let_go, what)
 
 
 # -- approve / revoke ---------------------------------------------------------------------
