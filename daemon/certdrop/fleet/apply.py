@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from certdrop.errors import UserError
@@ -85,14 +86,15 @@ class Applier:
                     self._refuse(sha256, record.name, env.by, "sealed_key", str(exc))
                     continue
             bundle = b"".join((record.cert_pem.encode(), record.chain_pem.encode(), key_pem))
-            outcome = node.intake.take_bytes(bundle, f"{record.name}.pem")
+            # Its publisher published it; a copy is not a decision: the outbox row the
+            # insert queued goes in the same transaction (a crash cannot republish it).
+            unqueue = functools.partial(tables.forget, inv, "certificate", sha256)
+            outcome = node.intake.take_bytes(bundle, f"{record.name}.pem", also=unqueue)
             del key_pem, bundle
             if outcome.result != "accepted" or not outcome.recorded:
                 why = outcome.reason or f"intake {outcome.result} it"
                 self._refuse(sha256, record.name, env.by, outcome.code or outcome.result, why)
                 continue
-            with inv.transaction():  # its publisher published it; a copy is not a decision
-                tables.forget(inv, "certificate", sha256)
             node.ctx.log.info(
                 "fleet.certificate_received",
                 name=outcome.recorded[0],

@@ -146,14 +146,19 @@ class Intake:
         if fault is not None and not os.path.isabs(fault.path):
             fault = StorageFault(os.path.join(self.inbox, fault.path), fault.errno, fault.detail)
         return fault
-    def take_bytes(self, data: bytes, source: str) -> Outcome:
+    def take_bytes(
+        self, data: bytes, source: str, also: Callable[[], None] | None = None
+    ) -> Outcome:
         """Check pieces that came otherwise than through the inbox (a certificate from the
-        fleet) with the same rules as a drop; recorded, held or rejected, no file kept."""
+        fleet) with the same rules as a drop; recorded, held or rejected, no file kept.
+        ``also`` runs in the same transaction, after the pieces are taken."""
         work = Work()
         try:
             pieces = assemble.sort_pieces(parse(data, []))
             with self.inventory.transaction():
                 self.take(pieces, source, work)
+                if also is not None:
+                    also()
         except Rejection as rejection:
             return Outcome(source, "rejected", code=rejection.code, reason=rejection.reason)
         finally:
