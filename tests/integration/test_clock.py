@@ -17,7 +17,7 @@ from pathlib import Path
 from certdrop import config as configuration
 from certdrop.daemon import state as daemon_state
 from support.daemon import RunningDaemon, drop
-from support.faults import faketime_env
+from support.faults import faketime_env, set_faketime
 from support.pkitools import ec_key, issue, rsa_key
 
 CA = issue("Clock Test Root", ec_key(660), ca=True)
@@ -73,12 +73,12 @@ key_file = "{folder}/key.pem"
     put_in_use(d, "web", "web")
     d.start()
     d.wait_for("renewal.failed", attempt=1, timeout=20)
-    offset.write_text("-1d\n")
+    set_faketime(offset, "-1d")
     back = d.wait_for("daemon.clock_jump", timeout=15)
     assert -86400 - 30 < back["seconds"] < -86400 + 30 and back["renewals_moved"] == 1
     d.wait_for("renewal.failed", attempt=2, timeout=15)
     d.wait_for("renewal.failed", attempt=3, timeout=15)
-    offset.write_text("+0\n")
+    set_faketime(offset, "+0")
     forward = _second_jump(d)
     assert 86400 - 30 < forward["seconds"] < 86400 + 30
     d.wait_for("renewal.failed", attempt=4, timeout=20)

@@ -144,13 +144,22 @@ def faketime_env(timestamp_file: Path) -> dict[str, str]:
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
-    timestamp_file.write_text("+0\n")
+    set_faketime(timestamp_file, "+0")
     return {
         "LD_PRELOAD": str(FAKETIME),
         "FAKETIME_TIMESTAMP_FILE": str(timestamp_file),
         "FAKETIME_NO_CACHE": "1",
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
     }
+
+
+def set_faketime(timestamp_file: Path, offset: str) -> None:
+    """Step the faked clock to ``offset`` ("+0", "-1d") in one rename: libfaketime reads the
+    file at every call, and a write in place can be read empty, which it takes as no offset
+    (a step there and back the daemon rightly logs)."""
+    part = timestamp_file.with_name(timestamp_file.name + ".part")
+    part.write_text(offset + "\n")
+    os.replace(part, timestamp_file)
 
 
 class NotifySocket:
