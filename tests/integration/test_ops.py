@@ -27,6 +27,7 @@ from certdrop.daemon import state as daemon_state
 from certdrop.daemon.control import ControlServer
 from certdrop.daemon.worker import Worker
 from support.daemon import ROOT, RunningDaemon, drop
+from support.faults import NotifySocket
 from support.pkitools import ec_key, hierarchy
 from support.process import need
 
@@ -187,46 +188,6 @@ def test_logrotate_rotates_the_status_log_under_load_without_losing_a_line(
 # --- systemd notify and watchdog --------------------------------------------------------------
 
 
-class NotifySocket:
-    """An AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(os.fspath(path))
-        self.sock.settimeout(0.05)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            self.messages.append((time.monotonic(), data.decode()))
-
-    def texts(self) -> list[str]:
-        return [m for _, m in self.messages]
-
-    def wait_for(self, text: str, timeout: float = 10, after: int = 0) -> float:
-        """When the first message from index ``after`` on starting with ``text`` came."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for at, message in list(self.messages)[after:]:
-                if message.startswith(text):
-                    return at
-            time.sleep(0.01)
-        raise AssertionError(f"no {text!r} among {self.texts()[-10:]}")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
-
-
 @pytest.fixture
 def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
     s = NotifySocket(tmp_path / "notify.sock")
@@ -250,12 +211,14 @@ def test_daemon_speaks_the_systemd_notify_protocol(
     before = len(notify_socket.messages)
     d.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
     d.wait_for("daemon.reloaded")
-    reload = [m for _, m in notify_socket.messages[before:] if m != "WATCHDOG=1"]
-    assert re.fullmatch(r"RELOADING=1\nMONOTONIC_USEC=\d+", reload[0]), reload
     notify_socket.wait_for("READY=1", after=before)  # the reload's, not the start-up's
+    reload = [m for m in notify_socket.texts()[before:] if m != "WATCHDOG=1"]
+    assert re.fullmatch(r"RELOADING=1\nMONOTONIC_USEC=\d+", reload[0]), reload
+    assert reload[1] == "READY=1", reload
 
+    before = len(notify_socket.messages)
     assert d.stop() == 0
-    assert notify_socket.texts()[-1] == "STOPPING=1" or "STOPPING=1" in notify_socket.texts()[-3:]
+    notify_socket.wait_for("STOPPING=1", after=before)
 
 
 def test_ready_waits_for_the_start_up_reconcile(

@@ -163,15 +163,16 @@ def set_faketime(timestamp_file: Path, offset: str) -> None:
 
 
 class NotifySocket:
-    """A systemd-style notify socket: counts WATCHDOG=1 pings with their times."""
+    """An AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET: every message
+    with the monotonic time it was read. A reader thread takes them off the socket, so a
+    message the daemon sent may not be here yet when its log line is: wait for it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(os.fspath(path))
-        self.sock.settimeout(0.2)
-        self.pings: list[float] = []
-        self.messages: list[str] = []
+        self.sock.settimeout(0.05)
+        self.messages: list[tuple[float, str]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="notify-sink", daemon=True)
         self._thread.start()
@@ -190,12 +191,23 @@ class NotifySocket:
                 continue
             except OSError:
                 return
-            self.messages.append(data)
-            if "WATCHDOG=1" in data:
-                self.pings.append(time.monotonic())
+            self.messages.append((time.monotonic(), data))
+
+    def texts(self) -> list[str]:
+        return [m for _, m in self.messages]
+
+    def wait_for(self, text: str, timeout: float = 10, after: int = 0) -> float:
+        """When the first message from index ``after`` on starting with ``text`` came."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for at, message in list(self.messages)[after:]:
+                if message.startswith(text):
+                    return at
+            time.sleep(0.01)
+        raise AssertionError(f"no {text!r} among {self.texts()[-10:]}")
 
     def pings_between(self, start: float, end: float) -> int:
-        return sum(start <= t <= end for t in self.pings)
+        return sum(start <= at <= end and m == "WATCHDOG=1" for at, m in list(self.messages))
 
     def close(self) -> None:
         self._stop.set()
