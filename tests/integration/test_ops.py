@@ -312,10 +312,13 @@ def test_watchdog_goes_quiet_while_the_worker_is_stuck(
         assert daemon.health() is None
 
         job = worker.submit("stuck reload", lambda: release.wait(10))
-        time.sleep(0.6)
+        deadline = time.monotonic() + 10
+        while daemon.health() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "job 'stuck reload' has run for" in (daemon.health() or "")
+        time.sleep(0.3)  # a ping sent just before the stall showed is read by now
         quiet_since = time.monotonic()
         time.sleep(0.4)
-        assert "job 'stuck reload' has run for" in (daemon.health() or "")
         assert not [at for at, m in notify_socket.messages if m == "WATCHDOG=1" and at > quiet_since]
         assert any(m.startswith("STATUS=unhealthy: the job 'stuck reload'") for m in notify_socket.texts())
 
