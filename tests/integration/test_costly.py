@@ -127,14 +127,15 @@ def test_kill_during_a_costly_drop_then_restart_finishes_it_bounded(
     d = daemon_factory(config, env=BOUNDED)
     d.start()
     drop(d.inbox, "poison.p12", costly.with_mac_iterations(costly.pkcs12_file(b""), 10**9))
-    time.sleep(1.0)
     assert d.proc is not None
-    child = children(d.proc.pid)
+    child = _children_within(d.proc.pid, 10)
+    assert child, "the bounded child never started"
+    time.sleep(0.5)  # well into the derivation
     d.kill()  # SIGKILL; the child dies with it (PR_SET_PDEATHSIG)
-    time.sleep(0.2)
-    for pid in child:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
-            f"/proc/{pid}/status").read_text()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not all(_gone(pid) for pid in child):
+        time.sleep(0.05)
+    assert all(_gone(pid) for pid in child), child
     started = time.monotonic()
     d.start(timeout=5)
     ready = time.monotonic() - started
@@ -144,6 +145,21 @@ def test_kill_during_a_costly_drop_then_restart_finishes_it_bounded(
     assert final(d, "fine.pem", 5)["event"] == "drop.accepted"
     print(json.dumps({"ready_after_kill_s": round(ready, 2)}))
     assert d.stop() == 0
+
+
+def _children_within(pid: int, seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while not (found := children(pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no /proc entry, or a zombie waiting for a parent that is gone too."""
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
 
 
 # Kills the daemon, in its own process, as it takes the drop named deadly.pem: stands in
