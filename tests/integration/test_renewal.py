@@ -30,7 +30,7 @@ from certdrop.services.probe import served_fingerprint
 from support.daemon import ROOT, RunningDaemon, drop
 from support.nginx import Nginx
 from support.pebble import Pebble
-from support.pkitools import Issued, ec_key, issue, rsa_key
+from support.pkitools import Issued, ec_key, issue, rsa_key, sign_csr
 from support.process import LOOPBACK, free_port, need
 
 pytestmark = pytest.mark.real
@@ -285,22 +285,13 @@ check_interval_seconds = 1
     d.start()
     started = d.wait_for("renewal.started")
     assert started["command"] is False and started["request"].startswith("gw-cert-renewal-")
-    csr = x509.load_pem_x509_csr(Path(started["csr"]).read_bytes())
+    csr_pem = Path(started["csr"]).read_bytes()
+    csr = x509.load_pem_x509_csr(csr_pem)
     assert csr.subject == cert.cert.subject
     assert csr.public_key().public_numbers() != cert.key.public_key().public_numbers()
     assert csr.public_key().key_size == 2048
 
-    issued = (
-        x509.CertificateBuilder()
-        .subject_name(csr.subject)
-        .issuer_name(CA.cert.subject)
-        .public_key(csr.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
-        .not_valid_after(dt.datetime.now(dt.UTC) + dt.timedelta(days=90))
-        .add_extension(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value, False)
-        .sign(CA.key, hashes.SHA256())
-    )
+    issued = sign_csr(csr_pem, CA)
     drop(d.inbox, "from-the-ca.crt", issued.public_bytes(Encoding.PEM))
     done = d.wait_for("renewal.completed")
     assert done["request"] == started["request"] and done["services"] == {"gw": "ok"}
